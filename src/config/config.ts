@@ -1,0 +1,69 @@
+/** The resolved, validated configuration. Produced once by loadConfig() and deeply frozen. */
+export interface Config {
+  readonly ftps: {
+    /** FTPS_IMPLICIT_SSL: TLS from the first byte on the control port. */
+    readonly implicit: boolean;
+    /** FTPS_PORT: 21, or 990 when implicit. */
+    readonly port: number;
+    /** FTPS_BIND_ADDRESS: undefined = all interfaces. */
+    readonly bindAddress: string | undefined;
+    /** FTPS_REQUIRE_TLS: USER/PASS refused before AUTH. */
+    readonly requireTls: boolean;
+    /** FTPS_REQUIRE_PROT_P: transfers refused on unprotected data connections. */
+    readonly requireProtP: boolean;
+    /** FTPS_BANNER */
+    readonly banner: string;
+  };
+  readonly data: {
+    /** DATA_IMPLICIT_SSL: every data connection is TLS from its first byte. */
+    readonly implicitTls: boolean;
+    /** DATA_TLS_CERT_PATH / DATA_TLS_KEY_PATH: both or neither. */
+    readonly tlsCertPath: string | undefined;
+    readonly tlsKeyPath: string | undefined;
+    /** PASV_ADDRESS: IP or host name; undefined = control connection's local address. */
+    readonly pasvAddress: string | undefined;
+    readonly pasvMinPort: number;
+    readonly pasvMaxPort: number;
+    readonly pasvPromiscuous: boolean;
+    /** ACTIVE_MODE: PORT/EPRT allowed. */
+    readonly activeMode: boolean;
+    /** DATA_TIMEOUT_SECONDS */
+    readonly timeoutSeconds: number;
+  };
+  readonly tls: {
+    readonly certPath: string;
+    readonly keyPath: string;
+    /** true when TLS_CERT_PATH or TLS_KEY_PATH was set explicitly (then a missing file is an error). */
+    readonly pathsExplicit: boolean;
+    readonly keyPassphrase: string | undefined;
+    readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+    readonly ciphers: string | undefined;
+    readonly requireSessionReuse: boolean;
+  };
+  readonly storage: {
+    /** FTP_ROOT */
+    readonly root: string;
+  };
+  readonly auth: {
+    readonly user: string | undefined;
+    readonly password: string | undefined;
+    readonly loginMaxAttempts: number;
+  };
+  readonly limits: {
+    readonly maxConnections: number;
+    readonly maxConnectionsPerIp: number;
+    readonly idleTimeoutSeconds: number;
+  };
+  readonly log: {
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+    readonly format: 'json' | 'pretty';
+  };
+}
+
+/** A configuration problem: one line per problem, naming the variable. Never a stack trace. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
