@@ -1,0 +1,201 @@
+import { Readable } from 'node:stream';
+import { formatListLine, formatMlsxFacts } from '../data/list-format.js';
+import { FtpError } from '../protocol/errors.js';
+import { Code, reply } from '../protocol/replies.js';
+import type { FileStat } from '../storage/storage.js';
+import { baseName, type VirtualPath } from '../storage/virtual-path.js';
+import type { CommandContext } from './context.js';
+import { requireWritable, resolvePath } from './paths.js';
+import { defineCommand, type CommandSpec } from './registry.js';
+import { claimDataChannel, runTransfer } from './transfer.js';
+
+const modeName = (ctx: CommandContext) => (ctx.state.transferType === 'A' ? 'ASCII' : 'BINARY');
+
+/** Takes the REST offset: it applies to the next transfer only. */
+function takeRestartOffset(ctx: CommandContext): number {
+  const offset = ctx.state.restartOffset;
+  ctx.state.restartOffset = 0;
+  return offset;
+}
+
+export const retr = defineCommand({
+  verb: 'RETR',
+  access: 'authenticated',
+  arg: 'required',
+  help: 'RETR file: download',
+  async handle(ctx, arg) {
+    const start = takeRestartOffset(ctx);
+    const pending = claimDataChannel(ctx);
+    try {
+      const path = resolvePath(ctx, arg);
+      const stat = await ctx.storage().stat(path);
+      if (stat.type !== 'file') throw new FtpError(Code.FileUnavailable, 'Not a regular file');
+      if (start > stat.size) throw new FtpError(Code.ArgumentSyntaxError, 'Restart offset is beyond the end of the file');
+      const source = await ctx.storage().openRead(path, { start });
+      return runTransfer(
+        ctx,
+        pending,
+        {
+          label: path,
+          opening: `Opening ${modeName(ctx)} mode data connection for ${baseName(path)} (${stat.size - start} bytes)`,
+          success: 'Transfer complete',
+        },
+        { direction: 'download', source, ascii: ctx.state.transferType === 'A' },
+      );
+    } catch (err) {
+      pending.dispose();
+      throw err;
+    }
+  },
+});
+
+type UploadMode = 'STOR' | 'APPE' | 'STOU';
+
+const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
+  defineCommand({
+    verb,
+    access: 'authenticated',
+    arg: verb === 'STOU' ? 'optional' : 'required',
+    help,
+    async handle(ctx, arg) {
+      const start = takeRestartOffset(ctx);
+      requireWritable(ctx);
+      const pending = claimDataChannel(ctx);
+      try {
+        const storage = ctx.storage();
+        const path =
+          verb === 'STOU' ? await storage.uniqueName(ctx.state.cwd, arg ?? 'file') : resolvePath(ctx, arg);
+        const mode = verb === 'APPE' ? 'append' : start > 0 ? 'resume' : 'replace';
+        const target = await storage.openWrite(path, { mode, start });
+        const name = baseName(path);
+        return runTransfer(
+          ctx,
+          pending,
+          {
+            label: path,
+            // RFC 1123 §4.1.2.9: STOU announces the name it chose.
+            opening: verb === 'STOU' ? `FILE: ${name}` : `Opening ${modeName(ctx)} mode data connection for ${name}`,
+            success: verb === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete',
+          },
+          { direction: 'upload', target, ascii: ctx.state.transferType === 'A' },
+        );
+      } catch (err) {
+        pending.dispose();
+        throw err;
+      }
+    },
+  });
+
+/** "LIST -la dir": clients pass ls options we ignore; what follows is the path. */
+function stripListOptions(arg: string | undefined): string | undefined {
+  const rest = arg?.replace(/^(\s*-[a-zA-Z]+)+\s*/, '');
+  return rest === '' ? undefined : rest;
+}
+
+/** The entries a listing shows: a directory's children, or the file itself. */
+async function entriesFor(ctx: CommandContext, path: VirtualPath): Promise<FileStat[]> {
+  const stat = await ctx.storage().stat(path);
+  if (stat.type === 'dir') return ctx.storage().list(path);
+  return [{ ...stat, name: baseName(path) }];
+}
+
+type ListKind = 'LIST' | 'NLST' | 'MLSD';
+
+function formatEntries(ctx: CommandContext, kind: ListKind, entries: readonly FileStat[]): string[] {
+  const now = new Date();
+  const writable = ctx.state.account?.writable ?? false;
+  switch (kind) {
+    case 'LIST':
+      return entries.map((e) => formatListLine(e, now));
+    case 'NLST':
+      return entries.map((e) => e.name);
+    case 'MLSD':
+      return entries.map((e) => formatMlsxFacts(e, { writable }));
+  }
+}
+
+const listSpec = (verb: ListKind, help: string): CommandSpec =>
+  defineCommand({
+    verb,
+    access: 'authenticated',
+    arg: 'optional',
+    help,
+    async handle(ctx, arg) {
+      const pending = claimDataChannel(ctx);
+      try {
+        const path = resolvePath(ctx, verb === 'MLSD' ? arg : stripListOptions(arg));
+        if (verb === 'MLSD' && (await ctx.storage().stat(path)).type !== 'dir') {
+          throw new FtpError(Code.FileUnavailable, 'Not a directory');
+        }
+        const lines = formatEntries(ctx, verb, await entriesFor(ctx, path));
+        const text = lines.map((l) => `${l}\r\n`).join('');
+        return runTransfer(
+          ctx,
+          pending,
+          { label: path, opening: `Here comes the directory listing`, success: 'Directory send OK' },
+          { direction: 'download', source: Readable.from([Buffer.from(text, 'utf8')]), ascii: false },
+        );
+      } catch (err) {
+        pending.dispose();
+        throw err;
+      }
+    },
+  });
+
+export const rest = defineCommand({
+  verb: 'REST',
+  access: 'authenticated',
+  arg: 'required',
+  help: 'REST offset: restart the next RETR/STOR at this byte',
+  feat: ['REST STREAM'],
+  async handle(ctx, arg) {
+    const text = arg!.trim();
+    if (!/^\d{1,15}$/.test(text)) return reply(Code.ArgumentSyntaxError, 'REST needs a byte offset');
+    ctx.state.restartOffset = Number(text);
+    return reply(Code.FileActionPending, `Restarting at ${text}. Send STOR or RETR`);
+  },
+});
+
+export const abor = defineCommand({
+  verb: 'ABOR',
+  access: 'authenticated',
+  arg: 'none',
+  duringTransfer: true,
+  help: 'ABOR: abort the running transfer',
+  async handle(ctx) {
+    const aborted = await ctx.abortTransfer();
+    ctx.data.take()?.dispose();
+    return aborted
+      ? reply(Code.ClosingData, 'ABOR successful')
+      : reply(Code.DataConnectionOpenNoTransfer, 'No transfer to abort');
+  },
+});
+
+export const stat = defineCommand({
+  verb: 'STAT',
+  access: 'any',
+  arg: 'optional',
+  duringTransfer: true,
+  help: 'STAT [path]: session status, or a listing over the control connection',
+  async handle(ctx, arg) {
+    if (arg === undefined || !ctx.state.account) {
+      return reply(Code.SystemStatus, 'ftps-gateway status:', ...ctx.statusLines().map((l) => ` ${l}`), 'End of status');
+    }
+    const path = resolvePath(ctx, stripListOptions(arg));
+    const lines = formatEntries(ctx, 'LIST', await entriesFor(ctx, path));
+    return reply(Code.FileStatus, `Status of ${path}:`, ...lines.map((l) => ` ${l}`), 'End of status');
+  },
+});
+
+export const transferCommands: readonly CommandSpec[] = [
+  retr,
+  uploadSpec('STOR', 'STOR file: upload (replaces atomically)'),
+  uploadSpec('APPE', 'APPE file: append'),
+  uploadSpec('STOU', 'STOU: upload under a unique name'),
+  listSpec('LIST', 'LIST [path]: directory listing (ls -l form)'),
+  listSpec('NLST', 'NLST [path]: names only'),
+  listSpec('MLSD', 'MLSD [dir]: machine-readable listing'),
+  rest,
+  abor,
+  stat,
+];

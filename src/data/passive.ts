@@ -1,0 +1,127 @@
+import net from 'node:net';
+import type { Logger } from '../observability/logger.js';
+import { Code } from '../protocol/replies.js';
+import { FtpError } from '../protocol/errors.js';
+import type { DataConnection, PendingDataChannel } from './data-channel.js';
+import { sameHost } from './peer-address.js';
+import type { PortPool } from './port-pool.js';
+import { openDataConnection, type DataTlsPolicy } from './tls-wrap.js';
+
+export interface PassiveOptions {
+  readonly pool: PortPool;
+  /** Local address to listen on: the control connection's local address. */
+  readonly bindAddress: string;
+  /** Only this client address may connect; undefined accepts anyone (PASV_PROMISCUOUS). */
+  readonly allowedPeer: string | undefined;
+  /** Without a connection within this time the listener closes and frees its port. */
+  readonly timeoutMs: number;
+  /** Decided when the client connects, so a PROT P sent after PASV still applies. */
+  readonly tlsPolicy: () => DataTlsPolicy | undefined;
+  readonly log: Logger;
+}
+
+export interface PassiveChannel extends PendingDataChannel {
+  readonly port: number;
+}
+
+const noPort = () => new FtpError(Code.CannotOpenDataConnection, 'No passive port available, try again later');
+const notConnected = () => new FtpError(Code.CannotOpenDataConnection, 'Data connection was not opened in time');
+
+export async function openPassive(o: PassiveOptions): Promise<PassiveChannel> {
+  for (let attempt = o.pool.usedCount + o.pool.freeCount; attempt > 0; attempt--) {
+    const port = o.pool.acquire();
+    if (port === undefined) break;
+    const server = net.createServer({ pauseOnConnect: false });
+    const listening = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen({ port, host: o.bindAddress, exclusive: true }, () => resolve(true));
+    });
+    if (listening) return new Listener(server, port, o);
+    // Taken by another process: skip it and try the next port of the range.
+    o.pool.release(port);
+    o.log.warn({ port }, 'passive port busy outside this server');
+  }
+  throw noPort();
+}
+
+class Listener implements PassiveChannel {
+  private connection: DataConnection | undefined;
+  private failure: FtpError | undefined;
+  private readonly waiters = new Set<() => void>();
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+  private taken = false;
+
+  constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+    private readonly o: PassiveOptions,
+  ) {
+    server.on('connection', (socket) => this.onConnection(socket));
+    server.on('error', (err) => o.log.warn({ err, port }, 'passive listener error'));
+    this.timer = setTimeout(() => this.fail(notConnected()), o.timeoutMs);
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const from = socket.remoteAddress ?? '';
+    if (this.connection || this.closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.o.allowedPeer !== undefined && !sameHost(from, this.o.allowedPeer)) {
+      // Port theft: someone else connected to the port we advertised to our client.
+      this.o.log.warn({ from, port: this.port }, 'refused data connection from a foreign address');
+      socket.destroy();
+      return;
+    }
+    this.connection = openDataConnection(socket, this.o.tlsPolicy());
+    this.closeListener();
+    this.wake();
+  }
+
+  private fail(err: FtpError): void {
+    if (this.connection) return;
+    this.failure ??= err;
+    this.closeListener();
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+
+  private closeListener(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.server.close();
+    this.o.pool.release(this.port);
+  }
+
+  async connect(signal: AbortSignal): Promise<DataConnection> {
+    if (!this.connection && !this.failure) {
+      await new Promise<void>((resolve) => {
+        const onAbort = () => {
+          this.waiters.delete(done);
+          resolve();
+        };
+        const done = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        this.waiters.add(done);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+    }
+    signal.throwIfAborted();
+    if (!this.connection) throw this.failure ?? notConnected();
+    this.taken = true;
+    return this.connection;
+  }
+
+  dispose(): void {
+    this.fail(new FtpError(Code.CannotOpenDataConnection, 'Data connection was cancelled'));
+    if (!this.taken) this.connection?.destroy();
+  }
+}

@@ -1,0 +1,83 @@
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { Code } from '../protocol/replies.js';
+import { FtpError } from '../protocol/errors.js';
+import type { DataConnection } from './data-channel.js';
+
+export interface DataTlsPolicy {
+  /** The session's data context: it shares ticket keys with the control connection only (src/tls/session-contexts.ts). */
+  readonly context: tls.SecureContext;
+  /** The handshake must resume this session's control TLS session. */
+  readonly requireReuse: boolean;
+  readonly handshakeTimeoutMs: number;
+}
+
+const CLOSE_WAIT_MS = 5_000;
+
+/**
+ * Wraps a freshly accepted or connected data socket. TLS starts at once, before any byte is read in
+ * JavaScript, so a ClientHello sent right after connecting (basic-ftp, FileZilla) is not lost, and a
+ * client that waits for the 150 reply before its handshake (curl) works too.
+ */
+export function openDataConnection(raw: net.Socket, policy: DataTlsPolicy | undefined): DataConnection {
+  if (!policy) return plainConnection(raw);
+  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: policy.context });
+  const handshake = new Promise<Duplex>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out')),
+      policy.handshakeTimeoutMs,
+    );
+    secure.once('secure', () => {
+      clearTimeout(timer);
+      if (policy.requireReuse && !secure.isSessionReused()) {
+        reject(
+          new FtpError(Code.NetworkProtocolNotSupported, 'TLS session of data connection must resume the control connection session'),
+        );
+      } else resolve(secure);
+    });
+    secure.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new FtpError(Code.NetworkProtocolNotSupported, 'TLS handshake on data connection failed', { cause: err }));
+    });
+    secure.once('close', () => {
+      clearTimeout(timer);
+      reject(new FtpError(Code.CannotOpenDataConnection, 'Data connection closed during TLS handshake'));
+    });
+  });
+  // Errors surface through ready(); a connection nobody waits for must not raise an unhandled rejection.
+  handshake.catch(() => undefined);
+  secure.on('error', () => undefined);
+  return {
+    protected: true,
+    ready: () => handshake,
+    finish: () => endGracefully(secure),
+    destroy: () => secure.destroy(),
+  };
+}
+
+function plainConnection(raw: net.Socket): DataConnection {
+  raw.on('error', () => undefined);
+  return {
+    protected: false,
+    ready: async () => raw,
+    finish: () => endGracefully(raw),
+    destroy: () => raw.destroy(),
+  };
+}
+
+/** end() flushes and sends close_notify/FIN; the client then closes. Destroying early could reset the connection. */
+async function endGracefully(socket: net.Socket): Promise<void> {
+  if (socket.destroyed) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, CLOSE_WAIT_MS);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.end();
+    // Data the client still sends (a late close_notify) must not stall the close.
+    socket.resume();
+  });
+  socket.destroy();
+}

@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import type { Account, UserStore } from '../auth/user-store.js';
+import { allCommands } from '../commands/index.js';
+import { CommandRegistry } from '../commands/registry.js';
+import type { Config } from '../config/config.js';
+import { normalizeAddress } from '../data/peer-address.js';
+import { PortPool } from '../data/port-pool.js';
+import type { Logger } from '../observability/logger.js';
+import { Session } from '../session/session.js';
+import { LocalFsStorage } from '../storage/local-fs.js';
+import type { TlsContextFactory } from '../tls/session-contexts.js';
+import { ConnectionLimiter } from './connection-limiter.js';
+
+export interface ServerDeps {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly tls: TlsContextFactory;
+  readonly users: UserStore;
+  /** PASV_ADDRESS resolved to an IP. */
+  readonly pasvAddress: string | undefined;
+}
+
+/** The control listener and the registry of live sessions. */
+export class FtpServer {
+  private readonly listener: net.Server;
+  private readonly sessions = new Set<Session>();
+  private readonly commands: CommandRegistry;
+  private readonly ports: PortPool;
+  private readonly limiter: ConnectionLimiter;
+
+  constructor(private readonly deps: ServerDeps) {
+    const { config } = deps;
+    this.commands = new CommandRegistry(allCommands, config);
+    this.ports = new PortPool(config.data.pasvMinPort, config.data.pasvMaxPort);
+    this.limiter = new ConnectionLimiter(config.limits.maxConnections, config.limits.maxConnectionsPerIp);
+    this.listener = net.createServer((socket) => this.onConnection(socket));
+    this.listener.on('error', (err) => deps.log.error({ err }, 'listener error'));
+  }
+
+  async listen(): Promise<net.AddressInfo> {
+    const { port, bindAddress } = this.deps.config.ftps;
+    await new Promise<void>((resolve, reject) => {
+      this.listener.once('error', reject);
+      this.listener.listen({ port, host: bindAddress }, () => {
+        this.listener.off('error', reject);
+        resolve();
+      });
+    });
+    const address = this.listener.address() as net.AddressInfo;
+    this.deps.log.info(
+      { port: address.port, address: address.address, implicitTls: this.deps.config.ftps.implicit },
+      'listening',
+    );
+    return address;
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops accepting, tells idle sessions 421, lets transfers finish up to graceMs, then cuts the rest. */
+  async stop(graceMs: number): Promise<void> {
+    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    const all = [...this.sessions];
+    const graceful = Promise.all(all.map((s) => s.shutdown()));
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), graceMs)));
+    if ((await Promise.race([graceful, expired])) === 'expired') {
+      this.deps.log.warn({ sessions: this.sessions.size }, 'shutdown grace period over, closing remaining sessions');
+      for (const s of this.sessions) s.destroy();
+    }
+    clearTimeout(timer);
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const { config, log } = this.deps;
+    const remote = normalizeAddress(socket.remoteAddress ?? '');
+    socket.on('error', () => undefined);
+    const refusal = this.limiter.admit(remote);
+    if (refusal) {
+      log.warn({ remote, reason: refusal }, 'connection refused');
+      // In implicit mode the client expects TLS; plain text would be noise, so just close.
+      if (!config.ftps.implicit) socket.end(`421 ${refusal}, try again later\r\n`);
+      else socket.destroy();
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    const session = new Session(socket, {
+      config,
+      log: log.child({ session: randomBytes(4).toString('hex'), remote }),
+      commands: this.commands,
+      users: this.deps.users,
+      tls: this.deps.tls,
+      ports: this.ports,
+      pasvAddress: this.deps.pasvAddress,
+      openStorage: (account: Account) => new LocalFsStorage(account.homeDir),
+    });
+    this.sessions.add(session);
+    session.log.debug('connected');
+    void session.closed.then(() => {
+      this.sessions.delete(session);
+      this.limiter.release(remote);
+    });
+    void session.start();
+  }
+}

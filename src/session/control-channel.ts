@@ -1,0 +1,167 @@
+import type net from 'node:net';
+import tls from 'node:tls';
+import { formatReply, type Reply } from '../protocol/replies.js';
+import { stripTelnet } from '../protocol/parse-command.js';
+
+export interface ControlChannelEvents {
+  onLine(line: string): void;
+  /** A line exceeded the limit; its bytes up to the next CRLF are discarded. */
+  onOverlong(): void;
+  onClose(): void;
+}
+
+const CRLF_LF = 0x0a;
+
+/**
+ * The control connection: a bounded line reader, the reply writer and the TLS upgrade. It knows
+ * nothing of FTP commands. Lines end at LF (a preceding CR is dropped), as clients and RFC 959 differ.
+ */
+export class ControlChannel {
+  private socket: net.Socket;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private discarding = false;
+  private closed = false;
+  private readonly onData = (chunk: Buffer) => this.consume(chunk);
+
+  constructor(
+    private readonly raw: net.Socket,
+    private readonly maxLineBytes: number,
+    private readonly events: ControlChannelEvents,
+  ) {
+    this.socket = raw;
+    raw.setNoDelay(true);
+    raw.on('error', () => undefined);
+    raw.once('close', () => {
+      this.closed = true;
+      events.onClose();
+    });
+  }
+
+  /** Starts reading plain-text commands (explicit mode). Implicit mode calls upgrade() instead. */
+  start(): void {
+    this.attach();
+  }
+
+  get secure(): boolean {
+    return this.socket instanceof tls.TLSSocket;
+  }
+
+  get tlsSocket(): tls.TLSSocket | undefined {
+    return this.socket instanceof tls.TLSSocket ? this.socket : undefined;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  send(r: Reply): void {
+    if (!this.closed && this.socket.writable) this.socket.write(formatReply(r));
+  }
+
+  /** Stops reading (backpressure while commands queue up). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /**
+   * Switches to TLS in place. Bytes the client pipelined after AUTH in plain text are dropped: they
+   * must not be executed as if they had come over TLS (STARTTLS command injection).
+   */
+  async upgrade(context: tls.SecureContext, handshakeTimeoutMs: number): Promise<tls.TLSSocket> {
+    this.socket.removeListener('data', this.onData);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.discarding = false;
+    const secure = new tls.TLSSocket(this.raw, { isServer: true, secureContext: context });
+    secure.on('error', () => undefined);
+    this.socket = secure;
+    await handshake(secure, handshakeTimeoutMs);
+    this.attach();
+    return secure;
+  }
+
+  /** Flushes what was written, then closes. */
+  close(): void {
+    if (this.closed) return;
+    this.socket.end();
+    // A client that never reads its last reply must not hold the socket open.
+    setTimeout(() => this.raw.destroy(), 2_000).unref();
+  }
+
+  destroy(): void {
+    this.raw.destroy();
+  }
+
+  private attach(): void {
+    this.socket.on('data', this.onData);
+  }
+
+  private consume(chunk: Buffer): void {
+    let start = 0;
+    for (let lf = chunk.indexOf(CRLF_LF); lf !== -1; lf = chunk.indexOf(CRLF_LF, start)) {
+      const piece = chunk.subarray(start, lf);
+      start = lf + 1;
+      if (this.discarding) {
+        this.discarding = false;
+        continue;
+      }
+      if (this.pendingBytes + piece.length > this.maxLineBytes) {
+        this.dropPending();
+        this.events.onOverlong();
+        continue;
+      }
+      this.pending.push(piece);
+      const line = Buffer.concat(this.pending);
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.events.onLine(decodeLine(line));
+    }
+    const rest = chunk.subarray(start);
+    if (this.discarding || rest.length === 0) return;
+    if (this.pendingBytes + rest.length > this.maxLineBytes) {
+      this.dropPending();
+      this.discarding = true;
+      this.events.onOverlong();
+      return;
+    }
+    // Copy: the rest must not pin the whole (possibly large) chunk in memory.
+    this.pending.push(Buffer.from(rest));
+    this.pendingBytes += rest.length;
+  }
+
+  private dropPending(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+}
+
+function decodeLine(line: Buffer): string {
+  const clean = stripTelnet(line[line.length - 1] === 0x0d ? line.subarray(0, -1) : line);
+  return clean.toString('utf8');
+}
+
+function handshake(socket: tls.TLSSocket, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('TLS handshake timed out'));
+    }, timeoutMs);
+    socket.once('secure', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error('connection closed during TLS handshake'));
+    });
+  });
+}

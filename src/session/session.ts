@@ -1,0 +1,368 @@
+import type net from 'node:net';
+import type { Account, AuthResult, UserStore } from '../auth/user-store.js';
+import type { CommandCatalog, CommandContext, DataConnections, Endpoint, SessionState } from '../commands/context.js';
+import { errorToReply } from '../commands/errors.js';
+import type { CommandRegistry } from '../commands/registry.js';
+import type { Config } from '../config/config.js';
+import { activeChannel } from '../data/active.js';
+import type { PendingDataChannel } from '../data/data-channel.js';
+import { openPassive } from '../data/passive.js';
+import { normalizeAddress } from '../data/peer-address.js';
+import type { PortPool } from '../data/port-pool.js';
+import type { DataTlsPolicy } from '../data/tls-wrap.js';
+import type { Logger } from '../observability/logger.js';
+import { FtpError } from '../protocol/errors.js';
+import { parseCommand, type CommandLine } from '../protocol/parse-command.js';
+import { Code, reply, type Reply } from '../protocol/replies.js';
+import type { StorageBackend } from '../storage/storage.js';
+import { ROOT } from '../storage/virtual-path.js';
+import type { SessionTlsContexts, TlsContextFactory } from '../tls/session-contexts.js';
+import { ControlChannel } from './control-channel.js';
+
+export const MAX_LINE_BYTES = 4096;
+/** Over-long lines tolerated before the session is closed as abusive. */
+const MAX_OVERLONG_LINES = 3;
+/** Commands a client may pipeline before we stop reading from it. */
+const MAX_QUEUED_COMMANDS = 32;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export interface SessionDeps {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly commands: CommandRegistry;
+  readonly users: UserStore;
+  readonly tls: TlsContextFactory;
+  readonly ports: PortPool;
+  /** PASV_ADDRESS resolved to an IP at start; undefined = the control connection's local address. */
+  readonly pasvAddress: string | undefined;
+  readonly openStorage: (account: Account) => StorageBackend;
+}
+
+interface RunningTransfer {
+  readonly controller: AbortController;
+  /** Settles once the transfer command's final reply has been sent. */
+  readonly done: Promise<void>;
+  readonly finish: () => void;
+}
+
+/** One control connection: reads commands, runs their handlers one at a time, writes their replies. */
+export class Session implements CommandContext {
+  readonly state: SessionState = {
+    pendingUser: undefined,
+    account: undefined,
+    loginFailures: 0,
+    cwd: ROOT,
+    pbszDone: false,
+    protectData: false,
+    transferType: 'I',
+    restartOffset: 0,
+    renameFrom: undefined,
+    epsvAll: false,
+    mlstFacts: ['type', 'size', 'modify', 'perm', 'unix.mode'],
+  };
+  readonly config: Config;
+  readonly peer: Endpoint;
+  readonly local: Endpoint;
+  log: Logger;
+
+  private readonly channel: ControlChannel;
+  private readonly queue: CommandLine[] = [];
+  private busy = false;
+  private overlongLines = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private tlsContexts: SessionTlsContexts | undefined;
+  private pendingData: PendingDataChannel | undefined;
+  private transfer: RunningTransfer | undefined;
+  private storageBackend: StorageBackend | undefined;
+  private afterReply: 'upgrade' | 'close' | undefined;
+  private ended = false;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+
+  constructor(
+    socket: net.Socket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.config = deps.config;
+    this.log = deps.log;
+    this.peer = { address: normalizeAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
+    this.local = { address: normalizeAddress(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.channel = new ControlChannel(socket, MAX_LINE_BYTES, {
+      onLine: (line) => this.onLine(line),
+      onOverlong: () => this.onOverlong(),
+      onClose: () => this.onClose(),
+    });
+  }
+
+  /** Resolves when the control connection has closed. */
+  get closed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  get catalog(): CommandCatalog {
+    return this.deps.commands;
+  }
+
+  get controlSecure(): boolean {
+    return this.channel.secure;
+  }
+
+  async start(): Promise<void> {
+    if (this.config.ftps.implicit) {
+      try {
+        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS);
+      } catch (err) {
+        this.log.info({ err: String(err) }, 'implicit TLS handshake failed');
+        this.channel.destroy();
+        return;
+      }
+    } else {
+      this.channel.start();
+    }
+    this.channel.send(reply(Code.ServiceReady, this.config.ftps.banner));
+    this.armIdleTimer();
+  }
+
+  /** Server shutdown: idle sessions get 421 now, a running transfer may finish first. */
+  async shutdown(): Promise<void> {
+    if (this.ended) return;
+    await this.transfer?.done;
+    this.channel.send(reply(Code.ServiceNotAvailable, 'Server shutting down, closing control connection'));
+    this.channel.close();
+    await this.closed;
+  }
+
+  /** Ends the session at once (after the shutdown grace period). */
+  destroy(): void {
+    this.transfer?.controller.abort();
+    this.channel.destroy();
+  }
+
+  // --- the command loop ---
+
+  private onLine(line: string): void {
+    this.armIdleTimer();
+    const command = parseCommand(line);
+    if (!command) return;
+    if (this.transfer && this.deps.commands.lookup(command.verb)?.duringTransfer) {
+      void this.execute(command);
+      return;
+    }
+    this.queue.push(command);
+    if (this.queue.length >= MAX_QUEUED_COMMANDS) this.channel.pause();
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      for (let next = this.queue.shift(); next && !this.ended; next = this.queue.shift()) {
+        await this.execute(next);
+      }
+    } finally {
+      this.busy = false;
+      if (!this.ended) this.channel.resume();
+    }
+  }
+
+  private async execute(command: CommandLine): Promise<void> {
+    const { verb, arg } = command;
+    this.log.debug({ verb, argument: verb === 'PASS' ? undefined : arg }, 'command');
+    const transferBefore = this.transfer;
+    let result: Reply;
+    let close = false;
+    try {
+      result = await this.dispatch(verb, arg);
+    } catch (err) {
+      ({ reply: result, close } = errorToReply(err, this.log));
+    }
+    if (!this.ended) this.channel.send(result);
+    const started = this.transfer;
+    if (started && started !== transferBefore) {
+      this.transfer = undefined;
+      started.finish();
+    }
+    if (this.ended) return;
+    if (close) this.afterReply = 'close';
+    await this.runAfterReply();
+  }
+
+  private async dispatch(verb: string, arg: string | undefined): Promise<Reply> {
+    const spec = this.deps.commands.lookup(verb);
+    if (!spec) return reply(Code.NotImplemented, 'Command not implemented');
+    if (spec.access === 'authenticated' && !this.state.account) {
+      return reply(Code.NotLoggedIn, 'Please log in with USER and PASS first');
+    }
+    if (spec.arg === 'required' && arg === undefined) {
+      return reply(Code.ArgumentSyntaxError, `${verb} needs an argument`);
+    }
+    return spec.handle(this, spec.arg === 'none' ? undefined : arg);
+  }
+
+  private async runAfterReply(): Promise<void> {
+    const action = this.afterReply;
+    this.afterReply = undefined;
+    if (action === 'close') {
+      this.channel.close();
+    } else if (action === 'upgrade') {
+      // Commands pipelined behind AUTH arrived in plain text: drop them.
+      this.queue.length = 0;
+      try {
+        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS);
+        this.log = this.log.child({ tls: this.channel.tlsSocket?.getProtocol() });
+        this.log.debug('control connection upgraded to TLS');
+      } catch (err) {
+        this.log.info({ err: String(err) }, 'TLS handshake after AUTH failed');
+        this.channel.destroy();
+      }
+    }
+  }
+
+  private onOverlong(): void {
+    this.overlongLines++;
+    if (this.overlongLines >= MAX_OVERLONG_LINES) {
+      this.log.warn('too many over-long command lines, closing');
+      this.channel.send(reply(Code.ServiceNotAvailable, 'Too many over-long command lines, closing connection'));
+      this.channel.close();
+      return;
+    }
+    this.channel.send(reply(Code.SyntaxError, `Command line too long (limit ${MAX_LINE_BYTES} bytes)`));
+  }
+
+  private armIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.onIdle(), this.config.limits.idleTimeoutSeconds * 1000);
+    this.idleTimer.unref();
+  }
+
+  private onIdle(): void {
+    // A long transfer is activity, even if the control connection is silent.
+    if (this.transfer) return this.armIdleTimer();
+    this.log.info('idle timeout');
+    this.channel.send(reply(Code.ServiceNotAvailable, 'Idle timeout, closing control connection'));
+    this.channel.close();
+  }
+
+  private onClose(): void {
+    this.ended = true;
+    clearTimeout(this.idleTimer);
+    this.transfer?.controller.abort();
+    this.transfer?.finish();
+    this.pendingData?.dispose();
+    this.pendingData = undefined;
+    this.log.debug('session closed');
+    this.resolveClosed();
+  }
+
+  // --- CommandContext ---
+
+  storage(): StorageBackend {
+    if (!this.storageBackend) throw new FtpError(Code.NotLoggedIn, 'Please log in with USER and PASS first');
+    return this.storageBackend;
+  }
+
+  authenticate(user: string, password: string): Promise<AuthResult> {
+    return this.deps.users.authenticate(user, password, { address: this.peer.address });
+  }
+
+  async login(account: Account): Promise<void> {
+    this.storageBackend = this.deps.openStorage(account);
+    this.state.account = account;
+    this.state.cwd = ROOT;
+    this.log = this.log.child({ user: account.name });
+  }
+
+  sendPreliminary(r: Reply): void {
+    this.channel.send(r);
+  }
+
+  upgradeToTlsAfterReply(): void {
+    this.afterReply = 'upgrade';
+  }
+
+  closeAfterReply(): void {
+    this.afterReply = 'close';
+  }
+
+  beginTransfer(): AbortSignal {
+    const controller = new AbortController();
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    // execute() finishes it once the command that began it has sent its final reply.
+    this.transfer = { controller, done, finish };
+    return controller.signal;
+  }
+
+  async abortTransfer(): Promise<boolean> {
+    const running = this.transfer;
+    if (!running) return false;
+    running.controller.abort();
+    await running.done;
+    return true;
+  }
+
+  statusLines(): readonly string[] {
+    const a = this.state.account;
+    return [
+      `Connected from ${this.peer.address}`,
+      a ? `Logged in as ${a.name}` : 'Not logged in',
+      `Control connection ${this.controlSecure ? 'protected by TLS' : 'in plain text'}`,
+      `Data connections ${this.state.protectData || this.config.data.implicitTls ? 'protected by TLS' : 'in plain text'}`,
+      `TYPE ${this.state.transferType === 'I' ? 'BINARY' : 'ASCII'}, STRU FILE, MODE STREAM`,
+      this.transfer ? 'A transfer is in progress' : 'No transfer in progress',
+    ];
+  }
+
+  readonly data: DataConnections = {
+    passive: async () => {
+      this.replacePending(undefined);
+      const channel = await openPassive({
+        pool: this.deps.ports,
+        bindAddress: this.local.address,
+        allowedPeer: this.config.data.pasvPromiscuous ? undefined : this.peer.address,
+        timeoutMs: this.config.data.timeoutSeconds * 1000,
+        tlsPolicy: () => this.dataTlsPolicy(),
+        log: this.log,
+      });
+      this.replacePending(channel);
+      return { address: this.deps.pasvAddress ?? this.local.address, port: channel.port };
+    },
+    active: (target) => {
+      this.replacePending(
+        activeChannel({
+          host: target.address,
+          port: target.port,
+          localAddress: this.local.address,
+          timeoutMs: this.config.data.timeoutSeconds * 1000,
+          tlsPolicy: () => this.dataTlsPolicy(),
+        }),
+      );
+    },
+    take: () => {
+      const pending = this.pendingData;
+      this.pendingData = undefined;
+      return pending;
+    },
+  };
+
+  private replacePending(next: PendingDataChannel | undefined): void {
+    this.pendingData?.dispose();
+    this.pendingData = next;
+  }
+
+  private dataTlsPolicy(): DataTlsPolicy | undefined {
+    if (!this.state.protectData && !this.config.data.implicitTls) return undefined;
+    return {
+      context: this.sessionTls().data,
+      requireReuse: this.config.tls.requireSessionReuse,
+      handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, this.config.data.timeoutSeconds * 1000),
+    };
+  }
+
+  private sessionTls(): SessionTlsContexts {
+    this.tlsContexts ??= this.deps.tls.forSession();
+    return this.tlsContexts;
+  }
+}

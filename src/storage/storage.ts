@@ -1,0 +1,106 @@
+import type { Readable, Writable } from 'node:stream';
+import type { VirtualPath } from './virtual-path.js';
+
+export interface FileStat {
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mtime: Date;
+  /** Permission bits (mode & 0o7777). */
+  mode: number;
+}
+
+export type StorageErrorKind =
+  | 'not-found'
+  | 'exists'
+  | 'not-a-directory'
+  | 'is-a-directory'
+  | 'not-empty'
+  | 'permission'
+  | 'no-space'
+  | 'quota'
+  | 'invalid-name'
+  | 'outside-root'
+  | 'io';
+
+// Client-safe wording: a message may reach an FTP reply, so it never names a real path or an errno.
+const MESSAGES: Readonly<Record<StorageErrorKind, string>> = {
+  'not-found': 'No such file or directory',
+  exists: 'File exists',
+  'not-a-directory': 'Not a directory',
+  'is-a-directory': 'Is a directory',
+  'not-empty': 'Directory not empty',
+  permission: 'Permission denied',
+  'no-space': 'Insufficient storage space',
+  quota: 'Disk quota exceeded',
+  'invalid-name': 'Invalid file name',
+  // Same words as 'permission': a client learns nothing about where a symlink leads.
+  'outside-root': 'Permission denied',
+  io: 'Storage error',
+};
+
+export class StorageError extends Error {
+  override readonly name = 'StorageError';
+
+  constructor(
+    readonly kind: StorageErrorKind,
+    message: string = MESSAGES[kind],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+const ERRNO_KINDS: ReadonlyMap<string, StorageErrorKind> = new Map([
+  ['ENOENT', 'not-found'],
+  ['EEXIST', 'exists'],
+  ['ENOTDIR', 'not-a-directory'],
+  ['EISDIR', 'is-a-directory'],
+  ['ENOTEMPTY', 'not-empty'],
+  ['EACCES', 'permission'],
+  ['EPERM', 'permission'],
+  // A read-only mount is, to the client, a refusal like any other.
+  ['EROFS', 'permission'],
+  ['ENOSPC', 'no-space'],
+  ['EDQUOT', 'quota'],
+  ['ENAMETOOLONG', 'invalid-name'],
+]);
+
+/** Turns any error from node:fs into a StorageError; the original stays in `cause` for the logs. */
+export function mapFsError(err: unknown): StorageError {
+  if (err instanceof StorageError) return err;
+  const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
+  const kind = (code !== undefined && ERRNO_KINDS.get(code)) || 'io';
+  return new StorageError(kind, MESSAGES[kind], { cause: err });
+}
+
+/**
+ * The file tree a session works on. Every method rejects only with StorageError.
+ * Errors a returned stream emits later are raw Node errors: pass them through mapFsError.
+ */
+export interface StorageBackend {
+  stat(p: VirtualPath): Promise<FileStat>;
+  /** Entries of a directory, excluding our temporary upload files. */
+  list(p: VirtualPath): Promise<FileStat[]>;
+  openRead(p: VirtualPath, o: { start?: number; signal?: AbortSignal }): Promise<Readable>;
+  openWrite(
+    p: VirtualPath,
+    o: { mode: 'replace' | 'append' | 'resume'; start?: number; signal?: AbortSignal },
+  ): Promise<UploadTarget>;
+  mkdir(p: VirtualPath): Promise<void>;
+  remove(p: VirtualPath, kind: 'file' | 'dir'): Promise<void>;
+  rename(from: VirtualPath, to: VirtualPath): Promise<void>;
+  setModifiedTime(p: VirtualPath, time: Date): Promise<void>;
+  /** For STOU: a name in `dir` that does not exist yet. */
+  uniqueName(dir: VirtualPath, hint: string): Promise<VirtualPath>;
+}
+
+/**
+ * An upload in progress: write to `stream`, then commit() makes it visible atomically; abort() discards it.
+ * Call one of them when the transfer ends, also when the stream failed.
+ */
+export interface UploadTarget {
+  readonly stream: Writable;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}

@@ -1,0 +1,186 @@
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import tls from 'node:tls';
+import { generate } from 'selfsigned';
+import { ConfigError, type Config } from '../config/config.js';
+import { secureContextOptions, type TlsContextOptions } from './session-contexts.js';
+
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  passphrase?: string;
+  /** Colon-separated hex, as `X509Certificate#fingerprint256`. */
+  fingerprint256: string;
+  /** The subject's RDNs joined by ', ', e.g. 'CN=ftps-gateway'. */
+  subject: string;
+  validTo: Date;
+  selfSigned: boolean;
+}
+
+interface PairSource {
+  readonly certVar: string;
+  readonly keyVar: string;
+  readonly certPath: string;
+  readonly keyPath: string;
+  /** Only for the default control paths: what to use when neither file exists. */
+  readonly fallback?: () => Promise<{ cert: string; key: string }>;
+}
+
+type Checks = Pick<TlsContextOptions, 'minVersion' | 'ciphers'> & { readonly passphrase: string | undefined };
+
+/**
+ * Reads and validates the control certificate and key (a self-signed pair when the default files are absent)
+ * and the data pair, which is the control pair itself unless DATA_TLS_* are set.
+ * Every problem found becomes one line of the ConfigError; the passphrase never appears in one.
+ */
+export async function loadTlsMaterial(config: Config): Promise<{ control: TlsMaterial; data: TlsMaterial }> {
+  const problems: string[] = [];
+  const checks: Checks = {
+    minVersion: config.tls.minVersion,
+    ciphers: checkedCiphers(config.tls, problems),
+    passphrase: config.tls.keyPassphrase,
+  };
+  const control = await loadPair(
+    {
+      certVar: 'TLS_CERT_PATH',
+      keyVar: 'TLS_KEY_PATH',
+      certPath: config.tls.certPath,
+      keyPath: config.tls.keyPath,
+      fallback: config.tls.pathsExplicit ? undefined : generateSelfSigned,
+    },
+    checks,
+    problems,
+  );
+  const { tlsCertPath, tlsKeyPath } = config.data;
+  if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
+    problems.push('DATA_TLS_CERT_PATH/DATA_TLS_KEY_PATH: set both or neither');
+  }
+  const data =
+    tlsCertPath === undefined || tlsKeyPath === undefined
+      ? control
+      : await loadPair(
+          { certVar: 'DATA_TLS_CERT_PATH', keyVar: 'DATA_TLS_KEY_PATH', certPath: tlsCertPath, keyPath: tlsKeyPath },
+          checks,
+          problems,
+        );
+  if (problems.length > 0 || control === undefined || data === undefined) throw new ConfigError(problems);
+  return { control, data };
+}
+
+/** The configured ciphers when OpenSSL accepts them; otherwise a problem, and the pairs are checked without. */
+function checkedCiphers(config: Config['tls'], problems: string[]): string | undefined {
+  try {
+    tls.createSecureContext({ minVersion: config.minVersion, ciphers: config.ciphers });
+    return config.ciphers;
+  } catch (error) {
+    problems.push(`TLS_CIPHERS: ${config.ciphers} is refused by OpenSSL (${reason(error)})`);
+    return undefined;
+  }
+}
+
+async function loadPair(source: PairSource, checks: Checks, problems: string[]): Promise<TlsMaterial | undefined> {
+  const [cert, key] = await Promise.all([readPem(source.certPath), readPem(source.keyPath)]);
+  if (source.fallback && cert.code === 'ENOENT' && key.code === 'ENOENT') {
+    const generated = await source.fallback();
+    return inspect(source, generated.cert, generated.key, { ...checks, passphrase: undefined }, true, problems);
+  }
+  // Reaching here with a fallback means the other default file exists: a half-provisioned pair is a mistake.
+  const hint = source.fallback ? '; the default certificate and key files must both exist, or neither' : '';
+  if (cert.code !== undefined) problems.push(`${source.certVar}: cannot read ${source.certPath} (${cert.code})${hint}`);
+  if (key.code !== undefined) problems.push(`${source.keyVar}: cannot read ${source.keyPath} (${key.code})${hint}`);
+  if (cert.text === undefined || key.text === undefined) return undefined;
+  return inspect(source, cert.text, key.text, checks, false, problems);
+}
+
+/** readFile follows symlinks, so Kubernetes secret mounts (`tls.crt -> ..data/tls.crt`) need nothing special. */
+async function readPem(path: string): Promise<{ text?: string; code?: string }> {
+  try {
+    return { text: await readFile(path, 'utf8') };
+  } catch (error) {
+    return { code: (error as NodeJS.ErrnoException).code ?? reason(error) };
+  }
+}
+
+function inspect(
+  source: PairSource,
+  cert: string,
+  key: string,
+  checks: Checks,
+  selfSigned: boolean,
+  problems: string[],
+): TlsMaterial | undefined {
+  const pair = `${source.certVar}/${source.keyVar}`;
+  let x509: X509Certificate | undefined;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (error) {
+    problems.push(`${source.certVar}: ${source.certPath} is not a valid PEM certificate (${reason(error)})`);
+  }
+  let privateKey: KeyObject | undefined;
+  try {
+    privateKey = createPrivateKey({ key, passphrase: checks.passphrase });
+  } catch (error) {
+    problems.push(keyProblem(source, key, checks.passphrase, error));
+  }
+  if (x509 === undefined || privateKey === undefined) return undefined;
+  if (!x509.checkPrivateKey(privateKey)) {
+    problems.push(`${pair}: the private key does not match the certificate`);
+    return undefined;
+  }
+  const material: TlsMaterial = {
+    cert,
+    key,
+    passphrase: checks.passphrase,
+    fingerprint256: x509.fingerprint256,
+    subject: x509.subject.split('\n').join(', '),
+    validTo: x509.validToDate,
+    selfSigned,
+  };
+  // OpenSSL applies rules of its own on top, e.g. its security level refuses a 1024-bit RSA key.
+  try {
+    tls.createSecureContext(secureContextOptions(material, checks));
+  } catch (error) {
+    problems.push(`${pair}: refused by OpenSSL (${reason(error)})`);
+    return undefined;
+  }
+  return material;
+}
+
+function keyProblem(source: PairSource, key: string, passphrase: string | undefined, error: unknown): string {
+  // Both PKCS#8 ('BEGIN ENCRYPTED PRIVATE KEY') and legacy ('Proc-Type: 4,ENCRYPTED') keys say so in clear.
+  if (!key.includes('ENCRYPTED')) {
+    return `${source.keyVar}: ${source.keyPath} is not a valid PEM private key (${reason(error)})`;
+  }
+  return passphrase === undefined
+    ? `TLS_KEY_PASSPHRASE: not set, but ${source.keyPath} (${source.keyVar}) is encrypted`
+    : `TLS_KEY_PASSPHRASE: does not decrypt ${source.keyPath} (${source.keyVar})`;
+}
+
+/** OpenSSL's reason without its prefix: 'error:0A0000B9:SSL routines::no cipher match' → 'no cipher match'. */
+function reason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('::').pop() ?? message;
+}
+
+async function generateSelfSigned(): Promise<{ cert: string; key: string }> {
+  const pems = await generate([{ name: 'commonName', value: 'ftps-gateway' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notAfterDate: new Date(Date.now() + 365 * 24 * 3600 * 1000),
+    extensions: [
+      { name: 'basicConstraints', cA: false, critical: true },
+      { name: 'keyUsage', digitalSignature: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+          { type: 7, ip: '::1' },
+        ],
+      },
+    ],
+  });
+  return { cert: pems.cert, key: pems.private };
+}

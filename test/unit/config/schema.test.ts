@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import type { Config } from '../../../src/config/config.js';
+import { envSchema, VARIABLE_NAMES } from '../../../src/config/schema.js';
+
+const parse = (env: Record<string, string | undefined>): Config => envSchema.parse(env);
+
+describe('envSchema', () => {
+  it('applies every default to an empty environment', () => {
+    expect(parse({})).toStrictEqual({
+      ftps: {
+        implicit: false,
+        port: 21,
+        bindAddress: undefined,
+        requireTls: true,
+        requireProtP: true,
+        banner: 'ftps-gateway ready',
+      },
+      data: {
+        implicitTls: false,
+        tlsCertPath: undefined,
+        tlsKeyPath: undefined,
+        pasvAddress: undefined,
+        pasvMinPort: 30000,
+        pasvMaxPort: 30009,
+        pasvPromiscuous: false,
+        activeMode: true,
+        timeoutSeconds: 60,
+      },
+      tls: {
+        certPath: '/certs/tls.crt',
+        keyPath: '/certs/tls.key',
+        pathsExplicit: false,
+        keyPassphrase: undefined,
+        minVersion: 'TLSv1.2',
+        ciphers: undefined,
+        requireSessionReuse: true,
+      },
+      storage: { root: '/data' },
+      auth: { user: undefined, password: undefined, loginMaxAttempts: 3 },
+      limits: { maxConnections: 256, maxConnectionsPerIp: 32, idleTimeoutSeconds: 300 },
+      log: { level: 'info', format: 'json' },
+    });
+  });
+
+  it('treats empty values as unset', () => {
+    expect(parse(Object.fromEntries(VARIABLE_NAMES.map((name) => [name, ''])))).toStrictEqual(parse({}));
+  });
+
+  const setValues: [Record<string, string>, (c: Config) => unknown, unknown][] = [
+    [{ FTPS_IMPLICIT_SSL: 'true' }, (c) => [c.ftps.implicit, c.ftps.port], [true, 990]],
+    [{ FTPS_PORT: '2121' }, (c) => c.ftps.port, 2121],
+    [{ FTPS_BIND_ADDRESS: '::1' }, (c) => c.ftps.bindAddress, '::1'],
+    [{ FTPS_REQUIRE_TLS: 'no' }, (c) => c.ftps.requireTls, false],
+    [{ FTPS_REQUIRE_PROT_P: '0' }, (c) => c.ftps.requireProtP, false],
+    [{ FTPS_BANNER: 'Welcome, friend' }, (c) => c.ftps.banner, 'Welcome, friend'],
+    [{ DATA_IMPLICIT_SSL: 'YES' }, (c) => c.data.implicitTls, true],
+    [
+      { DATA_TLS_CERT_PATH: '/d/cert.pem', DATA_TLS_KEY_PATH: '/d/key.pem' },
+      (c) => [c.data.tlsCertPath, c.data.tlsKeyPath],
+      ['/d/cert.pem', '/d/key.pem'],
+    ],
+    [{ PASV_ADDRESS: 'ftp.example.com' }, (c) => c.data.pasvAddress, 'ftp.example.com'],
+    [{ PASV_MIN_PORT: '40000', PASV_MAX_PORT: '40100' }, (c) => [c.data.pasvMinPort, c.data.pasvMaxPort], [40000, 40100]],
+    [{ PASV_PROMISCUOUS: 'True' }, (c) => c.data.pasvPromiscuous, true],
+    [{ ACTIVE_MODE: 'false' }, (c) => c.data.activeMode, false],
+    [{ DATA_TIMEOUT_SECONDS: '15' }, (c) => c.data.timeoutSeconds, 15],
+    [{ TLS_CERT_PATH: '/etc/ftps/cert.pem' }, (c) => [c.tls.certPath, c.tls.keyPath, c.tls.pathsExplicit], ['/etc/ftps/cert.pem', '/certs/tls.key', true]],
+    [{ TLS_KEY_PATH: '/etc/ftps/key.pem' }, (c) => [c.tls.certPath, c.tls.keyPath, c.tls.pathsExplicit], ['/certs/tls.crt', '/etc/ftps/key.pem', true]],
+    [{ TLS_KEY_PASSPHRASE: 's3cret' }, (c) => c.tls.keyPassphrase, 's3cret'],
+    [{ TLS_MIN_VERSION: 'TLSv1.3' }, (c) => c.tls.minVersion, 'TLSv1.3'],
+    [{ TLS_CIPHERS: 'ECDHE-RSA-AES128-GCM-SHA256' }, (c) => c.tls.ciphers, 'ECDHE-RSA-AES128-GCM-SHA256'],
+    [{ TLS_REQUIRE_SESSION_REUSE: 'NO' }, (c) => c.tls.requireSessionReuse, false],
+    [{ FTP_ROOT: '/srv/ftp' }, (c) => c.storage.root, '/srv/ftp'],
+    [{ FTP_USER: 'alice', FTP_PASSWORD: 'hunter2' }, (c) => [c.auth.user, c.auth.password], ['alice', 'hunter2']],
+    [{ LOGIN_MAX_ATTEMPTS: '5' }, (c) => c.auth.loginMaxAttempts, 5],
+    [{ MAX_CONNECTIONS: '1000' }, (c) => c.limits.maxConnections, 1000],
+    [{ MAX_CONNECTIONS_PER_IP: '4' }, (c) => c.limits.maxConnectionsPerIp, 4],
+    [{ IDLE_TIMEOUT_SECONDS: '30' }, (c) => c.limits.idleTimeoutSeconds, 30],
+    [{ LOG_LEVEL: 'debug' }, (c) => c.log.level, 'debug'],
+    [{ LOG_FORMAT: 'pretty' }, (c) => c.log.format, 'pretty'],
+  ];
+
+  it.each(setValues)('parses %o', (env, get, expected) => {
+    expect(get(parse(env))).toStrictEqual(expected);
+  });
+
+  it('has a set-value case for every variable', () => {
+    const covered = new Set(setValues.flatMap(([env]) => Object.keys(env)));
+    expect([...covered].sort()).toStrictEqual([...VARIABLE_NAMES].sort());
+  });
+
+  it.each([
+    ['true', true], ['TRUE', true], ['1', true], ['yes', true], ['Yes', true],
+    ['false', false], ['False', false], ['0', false], ['no', false], ['NO', false],
+  ])('reads the boolean %s as %s', (raw, expected) => {
+    expect(parse({ ACTIVE_MODE: raw }).data.activeMode).toBe(expected);
+  });
+
+  it.each([
+    [{ FTPS_PORT: '0' }, (c: Config) => c.ftps.port, 0],
+    [{ FTPS_IMPLICIT_SSL: 'yes', FTPS_PORT: '2990' }, (c: Config) => c.ftps.port, 2990],
+    [{ PASV_MIN_PORT: '30005', PASV_MAX_PORT: '30005' }, (c: Config) => c.data.pasvMaxPort - c.data.pasvMinPort, 0],
+    [{ PASV_ADDRESS: '203.0.113.7' }, (c: Config) => c.data.pasvAddress, '203.0.113.7'],
+    [{ FTPS_BIND_ADDRESS: '0.0.0.0' }, (c: Config) => c.ftps.bindAddress, '0.0.0.0'],
+    [{ LOG_LEVEL: 'WARN' }, (c: Config) => c.log.level, 'warn'],
+    [{ TLS_MIN_VERSION: 'tlsv1.3' }, (c: Config) => c.tls.minVersion, 'TLSv1.3'],
+    [{ MAX_CONNECTIONS: '007' }, (c: Config) => c.limits.maxConnections, 7],
+  ])('accepts the edge case %o', (env, get, expected) => {
+    expect(get(parse(env))).toStrictEqual(expected);
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(parse({ PATH: '/usr/bin', HOME: '/root' })).toStrictEqual(parse({}));
+  });
+});

@@ -1,0 +1,385 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LocalFsStorage } from '../../../src/storage/local-fs.js';
+import type { StorageErrorKind, UploadTarget } from '../../../src/storage/storage.js';
+import { resolveVirtualPath, ROOT, type VirtualPath } from '../../../src/storage/virtual-path.js';
+
+let base: string;
+let root: string;
+let storage: LocalFsStorage;
+
+const vp = (input: string): VirtualPath => resolveVirtualPath(ROOT, input);
+const onDisk = (rel: string): Promise<string> => fs.readFile(path.join(root, rel), 'utf8');
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+async function expectKind(promise: Promise<unknown>, kind: StorageErrorKind): Promise<void> {
+  await expect(promise).rejects.toMatchObject({ name: 'StorageError', kind });
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function upload(target: UploadTarget, data: string | Buffer): Promise<void> {
+  await pipeline(Readable.from([Buffer.from(data)]), target.stream);
+  await target.commit();
+}
+
+/** Writes without ending, and waits until the bytes reached the file. */
+function writeChunk(stream: Writable, data: string): Promise<void> {
+  return new Promise((resolve, reject) => stream.write(data, (err) => (err ? reject(err) : resolve())));
+}
+
+const tempFiles = async (dir = root): Promise<string[]> =>
+  (await fs.readdir(dir)).filter((name) => name.startsWith('.ftps-upload-'));
+
+beforeEach(async () => {
+  base = await fs.mkdtemp(path.join(os.tmpdir(), 'ftps-storage-'));
+  root = path.join(base, 'root');
+  await fs.mkdir(path.join(root, 'docs'), { recursive: true });
+  await fs.writeFile(path.join(root, 'docs', 'a.txt'), 'inside');
+  // A sibling whose name starts with the root's: a string-prefix check would wrongly let it in.
+  await fs.mkdir(path.join(base, 'root2'));
+  await fs.writeFile(path.join(base, 'root2', 'secret.txt'), 'secret');
+  storage = new LocalFsStorage(root);
+});
+
+afterEach(async () => {
+  await fs.rm(base, { recursive: true, force: true });
+});
+
+describe('containment', () => {
+  it('clamps .. at the root instead of leaving it', async () => {
+    const escaped = vp('../../root2/secret.txt');
+    expect(escaped).toBe('/root2/secret.txt');
+    await expectKind(storage.stat(escaped), 'not-found');
+
+    await upload(await storage.openWrite(vp('../../../up.txt'), { mode: 'replace' }), 'data');
+    expect(await onDisk('up.txt')).toBe('data');
+    expect(existsSync(path.join(base, 'up.txt'))).toBe(false);
+  });
+
+  it('keeps absolute client paths under the root', async () => {
+    await expectKind(storage.stat(vp('/etc/passwd')), 'not-found');
+    expect((await storage.stat(vp('/docs/a.txt'))).size).toBe(6);
+  });
+
+  it('refuses a NUL byte before touching the disk', () => {
+    expect(() => vp('a.txt\0.jpg')).toThrow(expect.objectContaining({ kind: 'invalid-name' }));
+  });
+
+  describe('a symlink to /etc', () => {
+    const probe = `ftps-gateway-test-${randomBytes(6).toString('hex')}`;
+
+    beforeEach(async () => {
+      await fs.symlink('/etc', path.join(root, 'etc'));
+      await fs.symlink('/etc/hostname', path.join(root, 'hostname'));
+    });
+
+    afterEach(async () => {
+      // Only a containment bug could have created it; do not leave it behind in /etc.
+      await fs.rm(path.join('/etc', probe), { force: true });
+    });
+
+    it('is refused for stat, list, openRead and openWrite', async () => {
+      await expectKind(storage.stat(vp('/etc')), 'outside-root');
+      await expectKind(storage.stat(vp('/etc/passwd')), 'outside-root');
+      await expectKind(storage.list(vp('/etc')), 'outside-root');
+      await expectKind(storage.openRead(vp('/etc/passwd'), {}), 'outside-root');
+      await expectKind(storage.openRead(vp('/hostname'), {}), 'outside-root');
+      for (const mode of ['replace', 'append', 'resume'] as const) {
+        await expectKind(storage.openWrite(vp(`/etc/${probe}`), { mode }), 'outside-root');
+        await expectKind(storage.openWrite(vp('/hostname'), { mode }), 'outside-root');
+      }
+      expect(existsSync(path.join('/etc', probe))).toBe(false);
+    });
+
+    it('is refused for mkdir, setModifiedTime and uniqueName', async () => {
+      await expectKind(storage.mkdir(vp(`/etc/${probe}`)), 'outside-root');
+      await expectKind(storage.setModifiedTime(vp('/hostname'), new Date(0)), 'outside-root');
+      await expectKind(storage.uniqueName(vp('/etc'), probe), 'outside-root');
+      expect(existsSync(path.join('/etc', probe))).toBe(false);
+    });
+
+    it('is listed as a link, not with the outside target', async () => {
+      const entries = await storage.list(ROOT);
+      expect(entries.find((e) => e.name === 'etc')?.type).toBe('symlink');
+      expect(entries.find((e) => e.name === 'hostname')?.type).toBe('symlink');
+    });
+  });
+
+  it('does not reach a sibling directory through a symlink', async () => {
+    await fs.symlink('../root2', path.join(root, 'sneaky'));
+    await fs.symlink(path.join(base, 'root2', 'secret.txt'), path.join(root, 'secret-link'));
+    await expectKind(storage.list(vp('/sneaky')), 'outside-root');
+    await expectKind(storage.openRead(vp('/sneaky/secret.txt'), {}), 'outside-root');
+    await expectKind(storage.openRead(vp('/secret-link'), {}), 'outside-root');
+    await expectKind(storage.openWrite(vp('/secret-link'), { mode: 'append' }), 'outside-root');
+    await expectKind(storage.rename(vp('/sneaky/secret.txt'), vp('/stolen.txt')), 'outside-root');
+    await expectKind(storage.remove(vp('/sneaky/secret.txt'), 'file'), 'outside-root');
+    expect(await fs.readFile(path.join(base, 'root2', 'secret.txt'), 'utf8')).toBe('secret');
+  });
+
+  it('follows symlinks that stay inside', async () => {
+    await fs.symlink('docs', path.join(root, 'docs-link'));
+    await fs.symlink('docs/a.txt', path.join(root, 'a-link'));
+
+    expect((await storage.list(vp('/docs-link'))).map((e) => e.name)).toEqual(['a.txt']);
+    expect((await readAll(await storage.openRead(vp('/a-link'), {}))).toString()).toBe('inside');
+    const listed = await storage.list(ROOT);
+    expect(listed.find((e) => e.name === 'docs-link')).toMatchObject({ type: 'dir' });
+    expect(listed.find((e) => e.name === 'a-link')).toMatchObject({ type: 'file', size: 6 });
+    expect(await storage.stat(vp('/a-link'))).toMatchObject({ name: 'a-link', type: 'file', size: 6 });
+
+    // Writing through the link replaces the file it points to and keeps the link.
+    await upload(await storage.openWrite(vp('/a-link'), { mode: 'replace' }), 'rewritten');
+    expect(await onDisk('docs/a.txt')).toBe('rewritten');
+    expect((await fs.lstat(path.join(root, 'a-link'))).isSymbolicLink()).toBe(true);
+  });
+
+  it('works when the root itself is reached through a symlink', async () => {
+    const linkedRoot = path.join(base, 'home-link');
+    await fs.symlink(root, linkedRoot);
+    const viaLink = new LocalFsStorage(linkedRoot);
+    expect((await viaLink.list(vp('/docs'))).map((e) => e.name)).toEqual(['a.txt']);
+  });
+
+  it('never creates the target of a dangling symlink', async () => {
+    const outsideTarget = path.join(base, 'root2', 'planted.txt');
+    await fs.symlink(outsideTarget, path.join(root, 'dangling'));
+
+    expect(await storage.stat(vp('/dangling'))).toMatchObject({ name: 'dangling', type: 'symlink' });
+    expect((await storage.list(ROOT)).find((e) => e.name === 'dangling')?.type).toBe('symlink');
+    await expectKind(storage.openRead(vp('/dangling'), {}), 'not-found');
+    await expectKind(storage.openWrite(vp('/dangling'), { mode: 'append' }), 'exists');
+    await expectKind(storage.openWrite(vp('/dangling'), { mode: 'resume' }), 'exists');
+    expect(existsSync(outsideTarget)).toBe(false);
+
+    // A replace upload swaps the link itself for a regular file.
+    await upload(await storage.openWrite(vp('/dangling'), { mode: 'replace' }), 'mine');
+    expect(existsSync(outsideTarget)).toBe(false);
+    expect((await fs.lstat(path.join(root, 'dangling'))).isFile()).toBe(true);
+  });
+
+  it('removes a link, never what it points to', async () => {
+    await fs.symlink(path.join(base, 'root2', 'secret.txt'), path.join(root, 'link'));
+    await storage.remove(vp('/link'), 'file');
+    expect(existsSync(path.join(root, 'link'))).toBe(false);
+    expect(await fs.readFile(path.join(base, 'root2', 'secret.txt'), 'utf8')).toBe('secret');
+  });
+});
+
+describe('atomic replace', () => {
+  beforeEach(async () => {
+    await fs.writeFile(path.join(root, 'f.txt'), 'old content');
+  });
+
+  it('makes the new content visible on commit, with no temporary file left', async () => {
+    await fs.chmod(path.join(root, 'f.txt'), 0o600);
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    await upload(await storage.openWrite(vp('/f.txt'), { mode: 'replace' }), data);
+    expect(sha256(await fs.readFile(path.join(root, 'f.txt')))).toBe(sha256(data));
+    expect((await fs.stat(path.join(root, 'f.txt'))).mode & 0o777).toBe(0o600);
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it('hides the temporary file from list() while the upload runs', async () => {
+    const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
+    await writeChunk(target.stream, 'partial');
+    const temps = await tempFiles();
+    expect(temps).toHaveLength(1);
+    expect(temps[0]).toMatch(/^\.ftps-upload-[0-9a-f]{16}\.tmp$/);
+    expect(await fs.readFile(path.join(root, temps[0] ?? ''), 'utf8')).toBe('partial');
+    expect((await storage.list(ROOT)).map((e) => e.name).sort()).toEqual(['docs', 'f.txt']);
+    expect(await onDisk('f.txt')).toBe('old content');
+    await target.abort();
+  });
+
+  it('keeps the old content after abort()', async () => {
+    const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
+    await writeChunk(target.stream, 'half of the new');
+    await target.abort();
+    expect(await onDisk('f.txt')).toBe('old content');
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it('keeps the old content after a stream error, also when commit() is called', async () => {
+    const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
+    const failing = Readable.from(
+      (async function* () {
+        yield Buffer.from('new data that never finishes');
+        throw new Error('connection reset');
+      })(),
+    );
+    await expect(pipeline(failing, target.stream)).rejects.toThrow('connection reset');
+    await expectKind(target.commit(), 'io');
+    expect(await onDisk('f.txt')).toBe('old content');
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it('stops on the AbortSignal and keeps the old content', async () => {
+    const controller = new AbortController();
+    const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace', signal: controller.signal });
+    const endless = Readable.from(
+      (function* () {
+        for (let i = 0; ; i++) {
+          if (i === 3) controller.abort();
+          yield Buffer.alloc(64 * 1024, 'n');
+        }
+      })(),
+    );
+    await expect(pipeline(endless, target.stream)).rejects.toMatchObject({ name: 'AbortError' });
+    await target.abort();
+    expect(await onDisk('f.txt')).toBe('old content');
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it('creates a file that did not exist, in a subdirectory', async () => {
+    await upload(await storage.openWrite(vp('/docs/new.bin'), { mode: 'replace' }), 'fresh');
+    expect(await onDisk('docs/new.bin')).toBe('fresh');
+    expect(await tempFiles(path.join(root, 'docs'))).toEqual([]);
+  });
+
+  it('refuses a directory or a missing parent up front', async () => {
+    await expectKind(storage.openWrite(vp('/docs'), { mode: 'replace' }), 'is-a-directory');
+    await expectKind(storage.openWrite(vp('/nope/x.txt'), { mode: 'replace' }), 'not-found');
+    expect(await tempFiles()).toEqual([]);
+  });
+});
+
+describe('append and resume', () => {
+  it('appends to the end of an existing file', async () => {
+    await fs.writeFile(path.join(root, 'log.txt'), 'hello');
+    await upload(await storage.openWrite(vp('/log.txt'), { mode: 'append' }), ' world');
+    expect(await onDisk('log.txt')).toBe('hello world');
+  });
+
+  it('creates the file when appending to nothing', async () => {
+    await upload(await storage.openWrite(vp('/new.txt'), { mode: 'append' }), 'first');
+    expect(await onDisk('new.txt')).toBe('first');
+  });
+
+  it('resumes at the offset and drops the old tail', async () => {
+    await fs.writeFile(path.join(root, 'part.bin'), '0123456789');
+    await upload(await storage.openWrite(vp('/part.bin'), { mode: 'resume', start: 4 }), 'AB');
+    expect(await onDisk('part.bin')).toBe('0123AB');
+  });
+
+  it('resumes into a file that does not exist yet', async () => {
+    await upload(await storage.openWrite(vp('/fresh.bin'), { mode: 'resume', start: 0 }), 'xyz');
+    expect(await onDisk('fresh.bin')).toBe('xyz');
+  });
+
+  it('keeps what was written in place when aborted', async () => {
+    await fs.writeFile(path.join(root, 'log.txt'), 'a');
+    const target = await storage.openWrite(vp('/log.txt'), { mode: 'append' });
+    await writeChunk(target.stream, 'b');
+    await target.abort();
+    expect(await onDisk('log.txt')).toBe('ab');
+  });
+});
+
+describe('reading', () => {
+  it('streams the whole file, or from an offset', async () => {
+    const data = randomBytes(1024 * 1024 + 3);
+    await fs.writeFile(path.join(root, 'big.bin'), data);
+    expect(sha256(await readAll(await storage.openRead(vp('/big.bin'), {})))).toBe(sha256(data));
+    const tail = await readAll(await storage.openRead(vp('/big.bin'), { start: 1024 * 1024 }));
+    expect(tail).toEqual(data.subarray(1024 * 1024));
+  });
+
+  it('honours the AbortSignal', async () => {
+    await fs.writeFile(path.join(root, 'x.bin'), randomBytes(1024));
+    const stream = await storage.openRead(vp('/x.bin'), { signal: AbortSignal.abort() });
+    await expect(readAll(stream)).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('refuses directories and special files without blocking', async () => {
+    await expectKind(storage.openRead(vp('/docs'), {}), 'is-a-directory');
+    execFileSync('mkfifo', [path.join(root, 'pipe')]);
+    await expectKind(storage.openRead(vp('/pipe'), {}), 'permission');
+    await expectKind(storage.openWrite(vp('/pipe'), { mode: 'resume' }), 'permission');
+    // O_WRONLY on a FIFO without a reader fails with ENXIO at once instead of waiting for one.
+    await expectKind(storage.openWrite(vp('/pipe'), { mode: 'append' }), 'io');
+    expect((await storage.list(ROOT)).find((e) => e.name === 'pipe')?.type).toBe('other');
+  });
+});
+
+describe('directory operations and error mapping', () => {
+  it('stats and lists with real values', async () => {
+    const mtime = new Date('2024-03-05T06:07:08Z');
+    await fs.utimes(path.join(root, 'docs', 'a.txt'), mtime, mtime);
+    await fs.chmod(path.join(root, 'docs', 'a.txt'), 0o640);
+    expect(await storage.list(vp('/docs'))).toEqual([{ name: 'a.txt', type: 'file', size: 6, mtime, mode: 0o640 }]);
+    expect(await storage.stat(ROOT)).toMatchObject({ name: '/', type: 'dir' });
+  });
+
+  it('maps errno codes to kinds', async () => {
+    await fs.mkdir(path.join(root, 'full'));
+    await fs.writeFile(path.join(root, 'full', 'x'), '');
+    await expectKind(storage.stat(vp('/missing')), 'not-found');
+    await expectKind(storage.list(vp('/docs/a.txt')), 'not-a-directory');
+    await expectKind(storage.stat(vp('/docs/a.txt/deeper')), 'not-a-directory');
+    await expectKind(storage.mkdir(vp('/docs')), 'exists');
+    await expectKind(storage.mkdir(vp('/no/such/parent')), 'not-found');
+    await expectKind(storage.remove(vp('/full'), 'dir'), 'not-empty');
+    await expectKind(storage.remove(vp('/docs/a.txt'), 'dir'), 'not-a-directory');
+    await expectKind(storage.remove(vp('/docs'), 'file'), 'is-a-directory');
+    await expectKind(storage.remove(vp('/missing'), 'file'), 'not-found');
+  });
+
+  it('never lets the root be removed or renamed', async () => {
+    await expectKind(storage.remove(ROOT, 'dir'), 'permission');
+    await expectKind(storage.rename(ROOT, vp('/x')), 'permission');
+    await expectKind(storage.rename(vp('/docs'), ROOT), 'permission');
+    expect(existsSync(root)).toBe(true);
+  });
+
+  it('creates and removes directories', async () => {
+    await storage.mkdir(vp('/new'));
+    expect((await fs.stat(path.join(root, 'new'))).isDirectory()).toBe(true);
+    await storage.remove(vp('/new'), 'dir');
+    expect(existsSync(path.join(root, 'new'))).toBe(false);
+  });
+
+  it('renames files, replaces files, but never lands on a directory', async () => {
+    await fs.writeFile(path.join(root, 'b.txt'), 'bee');
+    await storage.rename(vp('/docs/a.txt'), vp('/moved.txt'));
+    expect(await onDisk('moved.txt')).toBe('inside');
+    await storage.rename(vp('/b.txt'), vp('/moved.txt'));
+    expect(await onDisk('moved.txt')).toBe('bee');
+
+    await fs.mkdir(path.join(root, 'empty'));
+    await expectKind(storage.rename(vp('/moved.txt'), vp('/empty')), 'exists');
+    await expectKind(storage.rename(vp('/docs'), vp('/empty')), 'exists');
+    expect(await fs.readdir(path.join(root, 'docs'))).toEqual([]);
+    await expectKind(storage.rename(vp('/missing'), vp('/x')), 'not-found');
+  });
+
+  it('sets the modification time', async () => {
+    const time = new Date('2020-01-02T03:04:05Z');
+    await storage.setModifiedTime(vp('/docs/a.txt'), time);
+    expect((await fs.stat(path.join(root, 'docs', 'a.txt'))).mtime).toEqual(time);
+    await expectKind(storage.setModifiedTime(vp('/missing'), time), 'not-found');
+  });
+
+  it('finds unique names that keep the extension', async () => {
+    expect(await storage.uniqueName(ROOT, 'report.txt')).toBe('/report.txt');
+    await fs.writeFile(path.join(root, 'report.txt'), '');
+    expect(await storage.uniqueName(ROOT, 'report.txt')).toBe('/report.1.txt');
+    await fs.writeFile(path.join(root, 'report.1.txt'), '');
+    expect(await storage.uniqueName(ROOT, 'report.txt')).toBe('/report.2.txt');
+    expect(await storage.uniqueName(vp('/docs'), 'a.txt')).toBe('/docs/a.1.txt');
+    await expectKind(storage.uniqueName(ROOT, '../escape'), 'invalid-name');
+    await expectKind(storage.uniqueName(vp('/missing'), 'x'), 'not-found');
+  });
+});
