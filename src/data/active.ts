@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { Code } from '../protocol/replies.js';
 import { FtpError } from '../protocol/errors.js';
-import type { DataConnection, PendingDataChannel } from './data-channel.js';
+import type { PendingDataChannel } from './data-channel.js';
 import { openDataConnection, type DataTlsPolicy } from './tls-wrap.js';
 
 export interface ActiveOptions {

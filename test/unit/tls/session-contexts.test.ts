@@ -27,16 +27,23 @@ async function material(commonName: string, passphrase?: string): Promise<TlsMat
 interface Handshake {
   /** What the server saw: did this connection resume a session? */
   readonly reused: boolean;
-  /** The first session (ticket) the client received, to resume on a later connection. */
-  readonly session: Buffer;
   readonly protocol: string | null;
 }
 
 /** One TLS connection over loopback: raw TCP accepted, then wrapped server-side as the FTP server does. */
 async function handshake(
   secureContext: tls.SecureContext,
+  client: { maxVersion: tls.SecureVersion; session: Buffer },
+): Promise<Handshake>;
+/** Without a session to resume, also returns the first session (ticket) the client received. */
+async function handshake(
+  secureContext: tls.SecureContext,
+  client: { maxVersion: tls.SecureVersion },
+): Promise<Handshake & { session: Buffer }>;
+async function handshake(
+  secureContext: tls.SecureContext,
   client: { maxVersion: tls.SecureVersion; session?: Buffer },
-): Promise<Handshake> {
+): Promise<Handshake & { session?: Buffer }> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
@@ -49,13 +56,14 @@ async function handshake(
       });
     });
     const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...client });
+    const failed = new Promise<never>((_resolve, reject) => socket.once('error', reject));
     // TLS 1.3 tickets arrive after the handshake, so wait for the event rather than the connection.
-    const session = new Promise<Buffer>((resolve, reject) => {
-      socket.once('session', resolve);
-      socket.once('error', reject);
-    });
-    const [accepted, ticket] = await Promise.all([serverSide, session]);
-    const result = { reused: accepted.isSessionReused(), session: ticket, protocol: socket.getProtocol() };
+    // A resumed connection need not get a new one.
+    const session =
+      client.session === undefined ? new Promise<Buffer>((resolve) => socket.once('session', resolve)) : undefined;
+    const connected = new Promise<void>((resolve) => socket.once('secureConnect', resolve));
+    const [accepted, ticket] = await Promise.race([failed, Promise.all([serverSide, session, connected])]);
+    const result = { reused: accepted.isSessionReused(), protocol: socket.getProtocol(), session: ticket };
     socket.destroy();
     accepted.destroy();
     return result;

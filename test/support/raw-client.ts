@@ -1,0 +1,175 @@
+import net from 'node:net';
+import tls from 'node:tls';
+
+export interface FtpReply {
+  readonly code: number;
+  /** The whole reply text, lines joined with \n, codes included. */
+  readonly text: string;
+}
+
+/**
+ * A minimal FTP control client that speaks raw lines, for tests that must send what real clients would
+ * not (bad sequences, garbage, no PROT P) and see the exact replies.
+ */
+export class RawFtpClient {
+  private buffer = '';
+  private readonly replies: FtpReply[] = [];
+  private waiter: (() => void) | undefined;
+  private closedFlag = false;
+  socket: net.Socket;
+  /** The TLS session of the control connection, for data connections that must resume it. */
+  tlsSession: Buffer | undefined;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    this.listen(socket);
+  }
+
+  static async connect(port: number, o: { implicitTls?: boolean; host?: string } = {}): Promise<RawFtpClient> {
+    const host = o.host ?? '127.0.0.1';
+    const socket = o.implicitTls
+      ? tls.connect({ port, host, rejectUnauthorized: false })
+      : net.connect({ port, host });
+    await new Promise<void>((resolve, reject) => {
+      socket.once(o.implicitTls ? 'secureConnect' : 'connect', () => resolve());
+      socket.once('error', reject);
+    });
+    const client = new RawFtpClient(socket);
+    if (socket instanceof tls.TLSSocket) client.trackSession(socket);
+    return client;
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  private listen(socket: net.Socket): void {
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => {
+      this.buffer += text;
+      this.parse();
+    });
+    socket.on('close', () => {
+      this.closedFlag = true;
+      this.waiter?.();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  private trackSession(socket: tls.TLSSocket): void {
+    socket.on('session', (session: Buffer) => (this.tlsSession = session));
+  }
+
+  private parse(): void {
+    for (;;) {
+      const first = /^(\d{3})([ -])/.exec(this.buffer);
+      if (!first) {
+        const nl = this.buffer.indexOf('\n');
+        if (nl === -1) return;
+        this.buffer = this.buffer.slice(nl + 1);
+        continue;
+      }
+      const code = first[1]!;
+      let end: number;
+      if (first[2] === ' ') {
+        end = this.buffer.indexOf('\n');
+      } else {
+        const m = new RegExp(`(^|\\n)${code} [^\\n]*\\n`).exec(this.buffer.slice(4));
+        end = m ? 4 + m.index + m[0].length - 1 : -1;
+      }
+      if (end === -1) return;
+      const text = this.buffer.slice(0, end).replace(/\r/g, '');
+      this.buffer = this.buffer.slice(end + 1);
+      this.replies.push({ code: Number(code), text });
+      this.waiter?.();
+    }
+  }
+
+  /** The next reply, or throws after timeoutMs. */
+  async read(timeoutMs = 5000): Promise<FtpReply> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.replies.length === 0) {
+      if (this.closedFlag) throw new Error('connection closed');
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new Error('timed out waiting for a reply');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, remaining);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.replies.shift()!;
+  }
+
+  writeRaw(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Sends a command and returns its (first) reply. */
+  async send(line: string, timeoutMs?: number): Promise<FtpReply> {
+    this.socket.write(`${line}\r\n`);
+    return this.read(timeoutMs);
+  }
+
+  /** AUTH TLS and the handshake. */
+  async upgrade(): Promise<FtpReply> {
+    const r = await this.send('AUTH TLS');
+    if (r.code !== 234) return r;
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', () => resolve());
+      secure.once('error', reject);
+    });
+    this.socket = secure;
+    this.listen(secure);
+    this.trackSession(secure);
+    return r;
+  }
+
+  async login(user: string, password: string): Promise<FtpReply> {
+    const u = await this.send(`USER ${user}`);
+    if (u.code !== 331) return u;
+    return this.send(`PASS ${password}`);
+  }
+
+  /** EPSV, then a data connection: TLS resuming the control session when `tls` says so. */
+  async openPassive(o: { tls?: boolean; resume?: boolean } = {}): Promise<net.Socket> {
+    const r = await this.send('EPSV');
+    const port = /\(\|\|\|(\d+)\|\)/.exec(r.text)?.[1];
+    if (r.code !== 229 || !port) throw new Error(`EPSV failed: ${r.text}`);
+    return connectData(Number(port), { tls: o.tls ?? false, session: o.resume === false ? undefined : this.tlsSession });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A data connection; with TLS the client role, resuming `session` when given (as FileZilla does). */
+export async function connectData(port: number, o: { tls: boolean; session?: Buffer | undefined; host?: string }): Promise<net.Socket> {
+  const host = o.host ?? '127.0.0.1';
+  const socket = o.tls
+    ? tls.connect({ port, host, rejectUnauthorized: false, session: o.session })
+    : net.connect({ port, host });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+/** Reads a data connection to its end. Rejects if it is reset or fails its handshake. */
+export function readAll(socket: net.Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.once('end', () => resolve(Buffer.concat(chunks)));
+    socket.once('error', reject);
+    socket.once('close', () => resolve(Buffer.concat(chunks)));
+  });
+}

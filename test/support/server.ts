@@ -1,0 +1,78 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import type { Config } from '../../src/config/config.js';
+import { loadConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { createServer } from '../../src/server/create-server.js';
+import type { FtpServer } from '../../src/server/ftp-server.js';
+
+export const TEST_USER = 'alice';
+export const TEST_PASSWORD = 'correct horse battery staple';
+
+export interface RunningServer {
+  readonly port: number;
+  readonly root: string;
+  readonly config: Config;
+  readonly server: FtpServer;
+  /** Every log line the server wrote, parsed. */
+  readonly logs: Array<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+let nextPasvBase = 40000 + (process.pid % 200) * 100;
+
+/**
+ * The real server, in process, on an ephemeral loopback port, with a fresh temporary FTP_ROOT and a
+ * self-signed certificate. `env` overrides any variable. Each server gets its own passive range so test
+ * files running in parallel do not compete for ports.
+ */
+export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'ftps-root-'));
+  const certDir = await mkdtemp(path.join(os.tmpdir(), 'ftps-nocert-'));
+  const pasvMin = nextPasvBase;
+  nextPasvBase += 20;
+  const config = loadConfig(
+    {
+      FTPS_PORT: '0',
+      FTPS_BIND_ADDRESS: '127.0.0.1',
+      FTP_ROOT: root,
+      FTP_USER: TEST_USER,
+      FTP_PASSWORD: TEST_PASSWORD,
+      PASV_MIN_PORT: String(pasvMin),
+      PASV_MAX_PORT: String(pasvMin + 19),
+      // Default paths that do not exist: the server generates a self-signed certificate.
+      TLS_CERT_PATH: path.join(certDir, 'tls.crt'),
+      TLS_KEY_PATH: path.join(certDir, 'tls.key'),
+      LOG_LEVEL: 'debug',
+      ...env,
+    },
+    { dotenvPath: path.join(certDir, 'no.env') },
+  );
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line));
+      done();
+    },
+  });
+  const log = createLogger(config, sink);
+  const server = await createServer(
+    { ...config, tls: { ...config.tls, pathsExplicit: env.TLS_CERT_PATH !== undefined } },
+    log,
+  );
+  const { port } = await server.listen();
+  return {
+    port,
+    root,
+    config,
+    server,
+    logs,
+    async stop() {
+      await server.stop(1000);
+      await rm(root, { recursive: true, force: true });
+      await rm(certDir, { recursive: true, force: true });
+    },
+  };
+}

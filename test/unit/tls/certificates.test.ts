@@ -1,0 +1,236 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError, type Config } from '../../../src/config/config.js';
+import { loadTlsMaterial } from '../../../src/tls/certificates.js';
+
+interface Overrides {
+  readonly tls?: Partial<Config['tls']>;
+  readonly data?: Partial<Config['data']>;
+}
+
+/** Every field at its default; the TLS paths point into `dir`, where nothing exists unless a test writes it. */
+function testConfig(dir: string, overrides: Overrides = {}): Config {
+  return {
+    ftps: { implicit: false, port: 21, bindAddress: undefined, requireTls: true, requireProtP: true, banner: 'ftps-gateway' },
+    data: {
+      implicitTls: false,
+      tlsCertPath: undefined,
+      tlsKeyPath: undefined,
+      pasvAddress: undefined,
+      pasvMinPort: 30000,
+      pasvMaxPort: 30009,
+      pasvPromiscuous: false,
+      activeMode: false,
+      timeoutSeconds: 30,
+      ...overrides.data,
+    },
+    tls: {
+      certPath: join(dir, 'tls.crt'),
+      keyPath: join(dir, 'tls.key'),
+      pathsExplicit: false,
+      keyPassphrase: undefined,
+      minVersion: 'TLSv1.2',
+      ciphers: undefined,
+      requireSessionReuse: true,
+      ...overrides.tls,
+    },
+    storage: { root: dir },
+    auth: { user: undefined, password: undefined, loginMaxAttempts: 3 },
+    limits: { maxConnections: 100, maxConnectionsPerIp: 10, idleTimeoutSeconds: 300 },
+    log: { level: 'silent', format: 'json' },
+  };
+}
+
+/** The problem lines of the ConfigError that loading throws. */
+async function problems(config: Config): Promise<readonly string[]> {
+  const error = await loadTlsMaterial(config).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ConfigError);
+  return (error as ConfigError).problems;
+}
+
+const PASSPHRASE = 'correct horse battery staple';
+let pairA: Pem;
+let pairB: Pem;
+let encrypted: Pem;
+
+interface Pem {
+  readonly cert: string;
+  readonly key: string;
+}
+
+beforeAll(async () => {
+  const pem = async (commonName: string, passphrase?: string): Promise<Pem> => {
+    const p = await generate([{ name: 'commonName', value: commonName }], {
+      keyType: 'ec',
+      algorithm: 'sha256',
+      passphrase,
+    });
+    return { cert: p.cert, key: p.private };
+  };
+  [pairA, pairB, encrypted] = await Promise.all([pem('a.example'), pem('b.example'), pem('c.example', PASSPHRASE)]);
+});
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ftps-tls-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function writePair(name: string, pair: Pem): Promise<{ certPath: string; keyPath: string }> {
+  const certPath = join(dir, `${name}.crt`);
+  const keyPath = join(dir, `${name}.key`);
+  await writeFile(certPath, pair.cert);
+  await writeFile(keyPath, pair.key);
+  return { certPath, keyPath };
+}
+
+describe('loadTlsMaterial', () => {
+  it('generates a self-signed certificate when neither default file exists', async () => {
+    const { control, data } = await loadTlsMaterial(testConfig(dir));
+    expect(control.selfSigned).toBe(true);
+    expect(control.fingerprint256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    expect(control.subject).toBe('CN=ftps-gateway');
+    const days = (control.validTo.getTime() - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(364);
+    expect(days).toBeLessThan(367);
+    expect(data).toBe(control);
+  });
+
+  it('loads the default files when both exist', async () => {
+    await writeFile(join(dir, 'tls.crt'), pairA.cert);
+    await writeFile(join(dir, 'tls.key'), pairA.key);
+    const { control } = await loadTlsMaterial(testConfig(dir));
+    expect(control).toMatchObject({ cert: pairA.cert, key: pairA.key, selfSigned: false, subject: 'CN=a.example' });
+  });
+
+  it('refuses a default pair of which only one file exists', async () => {
+    await writeFile(join(dir, 'tls.crt'), pairA.cert);
+    const lines = await problems(testConfig(dir));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^TLS_KEY_PATH: cannot read .*tls\.key \(ENOENT\)/);
+  });
+
+  it('names TLS_CERT_PATH when an explicit file is missing', async () => {
+    const { keyPath } = await writePair('server', pairA);
+    const certPath = join(dir, 'missing.crt');
+    expect(await problems(testConfig(dir, { tls: { certPath, keyPath, pathsExplicit: true } }))).toEqual([
+      `TLS_CERT_PATH: cannot read ${certPath} (ENOENT)`,
+    ]);
+  });
+
+  it('reports each unreadable file', async () => {
+    const config = testConfig(dir, { tls: { certPath: dir, keyPath: join(dir, 'nope.key'), pathsExplicit: true } });
+    expect(await problems(config)).toEqual([
+      `TLS_CERT_PATH: cannot read ${dir} (EISDIR)`,
+      `TLS_KEY_PATH: cannot read ${join(dir, 'nope.key')} (ENOENT)`,
+    ]);
+  });
+
+  it('refuses garbage instead of PEM', async () => {
+    const paths = await writePair('server', { cert: 'not a certificate', key: 'not a key' });
+    const lines = await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true } }));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^TLS_CERT_PATH: .* is not a valid PEM certificate/);
+    expect(lines[1]).toMatch(/^TLS_KEY_PATH: .* is not a valid PEM private key/);
+  });
+
+  it('refuses a key that does not match the certificate', async () => {
+    const paths = await writePair('server', { cert: pairA.cert, key: pairB.key });
+    expect(await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true } }))).toEqual([
+      'TLS_CERT_PATH/TLS_KEY_PATH: the private key does not match the certificate',
+    ]);
+  });
+
+  it('decrypts an encrypted key with the right passphrase', async () => {
+    const paths = await writePair('server', encrypted);
+    const { control } = await loadTlsMaterial(
+      testConfig(dir, { tls: { ...paths, pathsExplicit: true, keyPassphrase: PASSPHRASE } }),
+    );
+    expect(control).toMatchObject({ key: encrypted.key, passphrase: PASSPHRASE, subject: 'CN=c.example' });
+  });
+
+  it('refuses a wrong or missing passphrase without revealing it', async () => {
+    const paths = await writePair('server', encrypted);
+    const wrong = await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true, keyPassphrase: 'hunter2' } }));
+    expect(wrong).toEqual([`TLS_KEY_PASSPHRASE: does not decrypt ${paths.keyPath} (TLS_KEY_PATH)`]);
+    expect(wrong.join('\n')).not.toContain('hunter2');
+    const missing = await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true } }));
+    expect(missing).toEqual([`TLS_KEY_PASSPHRASE: not set, but ${paths.keyPath} (TLS_KEY_PATH) is encrypted`]);
+  });
+
+  it('loads the DATA_TLS pair separately, validated the same way', async () => {
+    const control = await writePair('control', pairA);
+    const data = await writePair('data', pairB);
+    const loaded = await loadTlsMaterial(
+      testConfig(dir, {
+        tls: { ...control, pathsExplicit: true },
+        data: { tlsCertPath: data.certPath, tlsKeyPath: data.keyPath },
+      }),
+    );
+    expect(loaded.control.subject).toBe('CN=a.example');
+    expect(loaded.data.subject).toBe('CN=b.example');
+
+    const mismatched = await writePair('mismatched', { cert: pairB.cert, key: pairA.key });
+    const lines = await problems(
+      testConfig(dir, {
+        tls: { ...control, pathsExplicit: true },
+        data: { tlsCertPath: mismatched.certPath, tlsKeyPath: mismatched.keyPath },
+      }),
+    );
+    expect(lines).toEqual(['DATA_TLS_CERT_PATH/DATA_TLS_KEY_PATH: the private key does not match the certificate']);
+  });
+
+  it('uses the control pair for data when DATA_TLS is unset', async () => {
+    const control = await writePair('control', pairA);
+    const loaded = await loadTlsMaterial(testConfig(dir, { tls: { ...control, pathsExplicit: true } }));
+    expect(loaded.data).toBe(loaded.control);
+  });
+
+  it('follows symlinks as in a Kubernetes secret mount', async () => {
+    // The kubelet's layout: ..2024_01_01/ holds the files, ..data -> it, tls.crt -> ..data/tls.crt.
+    const mount = join(dir, 'secret');
+    await mkdir(join(mount, '..2024_01_01'), { recursive: true });
+    await writeFile(join(mount, '..2024_01_01', 'tls.crt'), pairA.cert);
+    await writeFile(join(mount, '..2024_01_01', 'tls.key'), pairA.key);
+    await symlink('..2024_01_01', join(mount, '..data'));
+    await symlink(join('..data', 'tls.crt'), join(mount, 'tls.crt'));
+    await symlink(join('..data', 'tls.key'), join(mount, 'tls.key'));
+    const { control } = await loadTlsMaterial(
+      testConfig(dir, { tls: { certPath: join(mount, 'tls.crt'), keyPath: join(mount, 'tls.key'), pathsExplicit: true } }),
+    );
+    expect(control).toMatchObject({ cert: pairA.cert, selfSigned: false });
+  });
+
+  it("reports what OpenSSL's security level refuses", async () => {
+    const weak = generateKeyPairSync('rsa', {
+      modulusLength: 1024,
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    });
+    const p = await generate([{ name: 'commonName', value: 'weak.example' }], { algorithm: 'sha256', keyPair: weak });
+    const paths = await writePair('weak', { cert: p.cert, key: p.private });
+    expect(await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true } }))).toEqual([
+      'TLS_CERT_PATH/TLS_KEY_PATH: refused by OpenSSL (ee key too small)',
+    ]);
+  });
+
+  it('reports bad TLS_CIPHERS once, as a TLS_CIPHERS problem', async () => {
+    expect(await problems(testConfig(dir, { tls: { ciphers: 'NOT-A-CIPHER' } }))).toEqual([
+      'TLS_CIPHERS: NOT-A-CIPHER is refused by OpenSSL (no cipher match)',
+    ]);
+  });
+
+  it('accepts valid TLS_CIPHERS', async () => {
+    const config = testConfig(dir, { tls: { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256' } });
+    await expect(loadTlsMaterial(config)).resolves.toBeDefined();
+  });
+});
