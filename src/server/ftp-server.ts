@@ -61,7 +61,8 @@ export class FtpServer {
 
   /** Stops accepting, tells idle sessions 421, lets transfers finish up to graceMs, then cuts the rest. */
   async stop(graceMs: number): Promise<void> {
-    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    // close() stops accepting now; its callback waits for every connection to end.
+    const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     const all = [...this.sessions];
     const graceful = Promise.all(all.map((s) => s.shutdown()));
     let timer: NodeJS.Timeout | undefined;
@@ -71,6 +72,7 @@ export class FtpServer {
       for (const s of this.sessions) s.destroy();
     }
     clearTimeout(timer);
+    await closed;
   }
 
   private onConnection(socket: net.Socket): void {

@@ -30,12 +30,12 @@ export class RawFtpClient {
     const socket = o.implicitTls
       ? tls.connect({ port, host, rejectUnauthorized: false })
       : net.connect({ port, host });
+    const client = new RawFtpClient(socket);
+    if (socket instanceof tls.TLSSocket) client.trackSession(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once(o.implicitTls ? 'secureConnect' : 'connect', () => resolve());
       socket.once('error', reject);
     });
-    const client = new RawFtpClient(socket);
-    if (socket instanceof tls.TLSSocket) client.trackSession(socket);
     return client;
   }
 
@@ -120,14 +120,16 @@ export class RawFtpClient {
     if (r.code !== 234) return r;
     const raw = this.socket;
     raw.removeAllListeners('data');
-    const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    // The same (absent) SNI as the data connections: OpenSSL does not resume a TLS 1.3 session under another name.
+    const secure = tls.connect({ socket: raw, host: raw.remoteAddress, rejectUnauthorized: false });
+    // TLS 1.3 tickets can arrive together with the end of the handshake: listen before it completes.
+    this.trackSession(secure);
     await new Promise<void>((resolve, reject) => {
       secure.once('secureConnect', () => resolve());
       secure.once('error', reject);
     });
     this.socket = secure;
     this.listen(secure);
-    this.trackSession(secure);
     return r;
   }
 
