@@ -130,7 +130,7 @@ export const mlst = defineCommand({
     const stat = await ctx.storage().stat(target);
     const facts = formatMlsxFacts(
       { ...stat, name: target },
-      { writable: ctx.state.account?.writable ?? false, isCwd: false },
+      { writable: ctx.state.account?.writable ?? false, facts: ctx.state.mlstFacts },
     );
     return reply(Code.FileActionOk, `Listing ${target}`, ` ${facts}`, 'End');
   },

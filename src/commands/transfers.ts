@@ -110,7 +110,7 @@ function formatEntries(ctx: CommandContext, kind: ListKind, entries: readonly Fi
     case 'NLST':
       return entries.map((e) => e.name);
     case 'MLSD':
-      return entries.map((e) => formatMlsxFacts(e, { writable }));
+      return entries.map((e) => formatMlsxFacts(e, { writable, facts: ctx.state.mlstFacts }));
   }
 }
 

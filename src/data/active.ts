@@ -32,7 +32,7 @@ export function activeChannel(o: ActiveOptions): PendingDataChannel {
         raw.once('error', settle('Could not connect to the client'));
         raw.once('connect', settle());
       });
-      return openDataConnection(raw, o.tlsPolicy());
+      return openDataConnection(raw, o.tlsPolicy(), o.timeoutMs);
     },
     // Nothing is open before connect(); the connection then belongs to the transfer.
     dispose() {},

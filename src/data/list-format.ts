@@ -77,7 +77,10 @@ function mlsxType(stat: FileStat, opts: { isCwd?: boolean; isParent?: boolean })
 }
 
 /** One MLSD/MLST entry: `type=file;size=1234;modify=20261124170501;perm=adfrw;unix.mode=0644; name`. */
-export function formatMlsxFacts(stat: FileStat, opts: { isCwd?: boolean; isParent?: boolean; writable: boolean }): string {
+export function formatMlsxFacts(
+  stat: FileStat,
+  opts: { isCwd?: boolean; isParent?: boolean; writable: boolean; facts?: readonly string[] },
+): string {
   const perms = PERMS[stat.type === 'dir' ? 'dir' : 'file'];
   const facts = [
     `type=${mlsxType(stat, opts)}`,
@@ -87,5 +90,7 @@ export function formatMlsxFacts(stat: FileStat, opts: { isCwd?: boolean; isParen
     `perm=${opts.writable ? perms.writable : perms.readOnly}`,
     `unix.mode=${(stat.mode & 0o7777).toString(8).padStart(4, '0')}`,
   ];
-  return `${facts.join(';')}; ${stat.name}`;
+  // OPTS MLST narrows the facts a client receives (RFC 3659 §7.9).
+  const wanted = opts.facts ? facts.filter((f) => opts.facts!.includes(f.slice(0, f.indexOf('=')))) : facts;
+  return `${wanted.join(';')}; ${stat.name}`;
 }

@@ -74,7 +74,7 @@ class Listener implements PassiveChannel {
       socket.destroy();
       return;
     }
-    this.connection = openDataConnection(socket, this.o.tlsPolicy());
+    this.connection = openDataConnection(socket, this.o.tlsPolicy(), this.o.timeoutMs);
     this.closeListener();
     this.wake();
   }

@@ -20,9 +20,13 @@ const CLOSE_WAIT_MS = 5_000;
  * JavaScript, so a ClientHello sent right after connecting (basic-ftp, FileZilla) is not lost, and a
  * client that waits for the 150 reply before its handshake (curl) works too.
  */
-export function openDataConnection(raw: net.Socket, policy: DataTlsPolicy | undefined): DataConnection {
-  if (!policy) return plainConnection(raw);
-  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: policy.context });
+export function openDataConnection(
+  raw: net.Socket,
+  policy: DataTlsPolicy | undefined,
+  stallTimeoutMs: number,
+): DataConnection {
+  if (!policy) return plainConnection(withStallTimeout(raw, stallTimeoutMs));
+  const secure = withStallTimeout(new tls.TLSSocket(raw, { isServer: true, secureContext: policy.context }), stallTimeoutMs);
   const handshake = new Promise<Duplex>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out')),
@@ -54,6 +58,12 @@ export function openDataConnection(raw: net.Socket, policy: DataTlsPolicy | unde
     finish: () => endGracefully(secure),
     destroy: () => secure.destroy(),
   };
+}
+
+/** A transfer that moves no byte for this long is dead (client gone without FIN): it ends with 426. */
+function withStallTimeout<T extends net.Socket>(socket: T, ms: number): T {
+  socket.setTimeout(ms, () => socket.destroy(new Error('data connection stalled')));
+  return socket;
 }
 
 function plainConnection(raw: net.Socket): DataConnection {
