@@ -1,12 +1,9 @@
 #!/usr/bin/env node
-import { ConfigError } from './config/config.js';
-import { describeConfig } from './config/describe.js';
+import { checkConfig, healthcheck } from './cli.js';
+import { ConfigError, type Config } from './config/config.js';
 import { loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { createServer } from './server/create-server.js';
-
-/** Running transfers may finish this long after SIGTERM/SIGINT. */
-const SHUTDOWN_GRACE_MS = 30_000;
 
 /** Configuration problems: one line each, no stack trace, exit code 1. */
 function failOnConfig(err: unknown): never {
@@ -17,21 +14,16 @@ function failOnConfig(err: unknown): never {
   throw err;
 }
 
-async function checkConfig(): Promise<void> {
+function configOrExit(): Config {
   try {
-    process.stdout.write(`${describeConfig(loadConfig(process.env))}\n`);
+    return loadConfig(process.env);
   } catch (err) {
     failOnConfig(err);
   }
 }
 
 async function serve(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    failOnConfig(err);
-  }
+  const config = configOrExit();
   const log = createLogger(config);
   const server = await createServer(config, log).catch(failOnConfig);
   await server.listen().catch((err: NodeJS.ErrnoException) => {
@@ -43,17 +35,29 @@ async function serve(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    void server.stop(SHUTDOWN_GRACE_MS).then(() => {
+    void server.stop(config.limits.shutdownGraceSeconds * 1000).then(() => {
       log.info('stopped');
       log.flush();
       process.exit(0);
     });
   };
+  // PID 1 in a container gets no default signal handling: without these, docker stop would wait 10 s.
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-const commands: Record<string, () => Promise<void>> = { serve, 'check-config': checkConfig };
+const commands: Record<string, () => Promise<void>> = {
+  serve,
+  'check-config': async () => {
+    process.stdout.write(`${checkConfig(configOrExit())}\n`);
+  },
+  healthcheck: async () => {
+    const { healthy, message } = await healthcheck(configOrExit());
+    process.stdout.write(`${message}\n`);
+    process.exit(healthy ? 0 : 1);
+  },
+};
+
 const name = process.argv[2] ?? 'serve';
 const command = commands[name];
 if (!command) {

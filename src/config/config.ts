@@ -53,6 +53,8 @@ export interface Config {
     readonly maxConnections: number;
     readonly maxConnectionsPerIp: number;
     readonly idleTimeoutSeconds: number;
+    /** SHUTDOWN_GRACE_SECONDS: how long running transfers may finish after SIGTERM/SIGINT. */
+    readonly shutdownGraceSeconds: number;
   };
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

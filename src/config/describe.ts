@@ -36,6 +36,7 @@ export function describeConfig(config: Config): string {
     MAX_CONNECTIONS: limits.maxConnections,
     MAX_CONNECTIONS_PER_IP: limits.maxConnectionsPerIp,
     IDLE_TIMEOUT_SECONDS: limits.idleTimeoutSeconds,
+    SHUTDOWN_GRACE_SECONDS: limits.shutdownGraceSeconds,
     LOG_LEVEL: log.level,
     LOG_FORMAT: log.format,
   };

@@ -88,6 +88,8 @@ const variables = z.object({
   MAX_CONNECTIONS: count.default(256),
   MAX_CONNECTIONS_PER_IP: count.default(32),
   IDLE_TIMEOUT_SECONDS: seconds.default(300),
+  // 0: cut running transfers at once on SIGTERM.
+  SHUTDOWN_GRACE_SECONDS: integer(0, Math.floor(0x7fff_ffff / 1000)).default(30),
 
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: oneOf(['json', 'pretty']).default('json'),
@@ -163,6 +165,7 @@ function toConfig(v: Variables): Config {
       maxConnections: v.MAX_CONNECTIONS,
       maxConnectionsPerIp: v.MAX_CONNECTIONS_PER_IP,
       idleTimeoutSeconds: v.IDLE_TIMEOUT_SECONDS,
+      shutdownGraceSeconds: v.SHUTDOWN_GRACE_SECONDS,
     },
     log: { level: v.LOG_LEVEL, format: v.LOG_FORMAT },
   };

@@ -37,7 +37,7 @@ describe('envSchema', () => {
       },
       storage: { root: '/data' },
       auth: { user: undefined, password: undefined, loginMaxAttempts: 3 },
-      limits: { maxConnections: 256, maxConnectionsPerIp: 32, idleTimeoutSeconds: 300 },
+      limits: { maxConnections: 256, maxConnectionsPerIp: 32, idleTimeoutSeconds: 300, shutdownGraceSeconds: 30 },
       log: { level: 'info', format: 'json' },
     });
   });
@@ -76,6 +76,7 @@ describe('envSchema', () => {
     [{ MAX_CONNECTIONS: '1000' }, (c) => c.limits.maxConnections, 1000],
     [{ MAX_CONNECTIONS_PER_IP: '4' }, (c) => c.limits.maxConnectionsPerIp, 4],
     [{ IDLE_TIMEOUT_SECONDS: '30' }, (c) => c.limits.idleTimeoutSeconds, 30],
+    [{ SHUTDOWN_GRACE_SECONDS: '0' }, (c) => c.limits.shutdownGraceSeconds, 0],
     [{ LOG_LEVEL: 'debug' }, (c) => c.log.level, 'debug'],
     [{ LOG_FORMAT: 'pretty' }, (c) => c.log.format, 'pretty'],
   ];

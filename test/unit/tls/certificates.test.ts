@@ -40,7 +40,7 @@ function testConfig(dir: string, overrides: Overrides = {}): Config {
     },
     storage: { root: dir },
     auth: { user: undefined, password: undefined, loginMaxAttempts: 3 },
-    limits: { maxConnections: 100, maxConnectionsPerIp: 10, idleTimeoutSeconds: 300 },
+    limits: { maxConnections: 100, maxConnectionsPerIp: 10, idleTimeoutSeconds: 300, shutdownGraceSeconds: 30 },
     log: { level: 'silent', format: 'json' },
   };
 }

@@ -1,0 +1,50 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Config } from './config/config.js';
+import { describeConfig } from './config/describe.js';
+
+const HEALTHCHECK_TIMEOUT_MS = 5_000;
+
+/** `check-config`: the resolved configuration, secrets redacted. */
+export function checkConfig(config: Config): string {
+  return describeConfig(config);
+}
+
+/**
+ * `healthcheck`: connects to the control port as a client would (TLS first in implicit mode) and expects
+ * the 220 greeting. Returns a one-line verdict; `healthy` tells the exit code.
+ */
+export async function healthcheck(config: Config): Promise<{ healthy: boolean; message: string }> {
+  const host = config.ftps.bindAddress ?? '127.0.0.1';
+  const { port } = config.ftps;
+  const socket = config.ftps.implicit
+    ? tls.connect({ host, port, rejectUnauthorized: false })
+    : net.connect({ host, port });
+  try {
+    const greeting = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no greeting within ${HEALTHCHECK_TIMEOUT_MS} ms`)), HEALTHCHECK_TIMEOUT_MS);
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => {
+        text += chunk;
+        if (text.includes('\n')) {
+          clearTimeout(timer);
+          resolve(text.slice(0, text.indexOf('\n')).trim());
+        }
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    socket.write('QUIT\r\n');
+    return greeting.startsWith('220 ')
+      ? { healthy: true, message: `healthy: ${greeting}` }
+      : { healthy: false, message: `unhealthy: unexpected greeting "${greeting}"` };
+  } catch (err) {
+    return { healthy: false, message: `unhealthy: ${(err as Error).message}` };
+  } finally {
+    socket.end();
+    setTimeout(() => socket.destroy(), 200).unref();
+  }
+}

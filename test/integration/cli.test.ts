@@ -1,0 +1,128 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RawFtpClient } from '../support/raw-client.js';
+
+// The built entry point, as the container runs it (npm test builds first).
+const MAIN = path.resolve('dist/main.js');
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function baseEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ftps-cli-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return {
+    PATH: process.env.PATH ?? '',
+    FTP_ROOT: path.join(dir, 'data'),
+    FTPS_BIND_ADDRESS: '127.0.0.1',
+    FTPS_PORT: String(await freePort()),
+    PASV_MIN_PORT: '39900',
+    PASV_MAX_PORT: '39909',
+    // Absent certificate files: the server generates a self-signed certificate.
+    TLS_CERT_PATH: '',
+    ...extra,
+  };
+}
+
+const cleanups: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+/** Starts `node dist/main.js` and resolves once it logs that it listens. */
+async function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, [MAIN], { env, cwd: os.tmpdir() });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  cleanups.push(() => {
+    child.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (output.includes('"msg":"listening"')) resolve();
+    };
+    child.stdout.on('data', check);
+    child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)));
+  });
+  return { child, output: () => output };
+}
+
+describe('command line', () => {
+  it('check-config names every bad variable, exits 1, and prints no stack trace', async () => {
+    const env = await baseEnv({ FTPS_IMPLICIT_SSL: 'maybe', PASV_MIN_PORT: '70000', FTP_USER: 'bob' });
+    const failure = await run(process.execPath, [MAIN, 'check-config'], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect(failure).toMatchObject({ code: 1 });
+    const stderr = (failure as { stderr: string }).stderr;
+    expect(stderr).toContain('FTPS_IMPLICIT_SSL: expected true/false/1/0/yes/no, got "maybe"');
+    expect(stderr).toContain('PASV_MIN_PORT');
+    expect(stderr).toContain('FTP_PASSWORD: required when FTP_USER is set');
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('check-config prints the resolved configuration with secrets redacted', async () => {
+    const env = await baseEnv({ FTP_USER: 'bob', FTP_PASSWORD: 's3cret-value' });
+    const { stdout } = await run(process.execPath, [MAIN, 'check-config'], { env });
+    expect(stdout).toContain('FTP_USER=bob');
+    expect(stdout).toContain('FTP_PASSWORD=[redacted]');
+    expect(stdout).not.toContain('s3cret-value');
+  });
+
+  it('serve refuses an invalid configuration with exit code 1', async () => {
+    const env = await baseEnv({ FTPS_IMPLICIT_SSL: 'maybe' });
+    const failure = await run(process.execPath, [MAIN], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect(failure).toMatchObject({ code: 1 });
+    expect((failure as { stderr: string }).stderr).toContain('FTPS_IMPLICIT_SSL');
+  });
+
+  it('without a configured user, creates "ftp" with a random password shown once, which logs in', async () => {
+    const env = await baseEnv({ FTPS_REQUIRE_TLS: 'true' });
+    const { output } = await startProcess(env);
+    const password = /with password (\S+) for this run/.exec(output())?.[1];
+    expect(password).toMatch(/^[\w-]{16}$/);
+    const client = await RawFtpClient.connect(Number(env.FTPS_PORT));
+    cleanups.push(() => client.close());
+    await client.read();
+    await client.upgrade();
+    expect((await client.login('ftp', password!)).code).toBe(230);
+  });
+
+  it.each([
+    ['explicit', {}],
+    ['implicit', { FTPS_IMPLICIT_SSL: 'true' }],
+  ])('healthcheck reports a serving %s-mode server healthy and a stopped one unhealthy', async (_mode, extra) => {
+    const env = await baseEnv(extra);
+    await startProcess(env);
+    const { stdout } = await run(process.execPath, [MAIN, 'healthcheck'], { env });
+    expect(stdout).toMatch(/^healthy: 220 /);
+    const down = await baseEnv(extra);
+    const failure = await run(process.execPath, [MAIN, 'healthcheck'], { env: down }).catch((e: { code: number; stdout: string }) => e);
+    expect(failure).toMatchObject({ code: 1 });
+    expect((failure as { stdout: string }).stdout).toMatch(/^unhealthy: /);
+  });
+
+  it('SIGTERM on an idle server: the client gets 421 and the process exits 0 within 2 s', async () => {
+    const env = await baseEnv();
+    const { child } = await startProcess(env);
+    const client = await RawFtpClient.connect(Number(env.FTPS_PORT));
+    cleanups.push(() => client.close());
+    expect((await client.read()).code).toBe(220);
+    const started = Date.now();
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    expect((await client.read()).code).toBe(421);
+    expect(await exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
