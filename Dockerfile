@@ -1,0 +1,29 @@
+# Build stage: dev dependencies and the TypeScript compiler.
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --ignore-scripts
+
+# Runtime stage: production dependencies and dist/ only, as the non-root user node (uid 1000).
+FROM node:24-bookworm-slim
+LABEL org.opencontainers.image.title="ftps-gateway" \
+      org.opencontainers.image.description="FTPS server for containers, configured by environment variables" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="https://example.invalid/ftps-gateway"
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build --chown=root:root /app/node_modules ./node_modules
+COPY --from=build --chown=root:root /app/dist ./dist
+COPY --chown=root:root package.json ./
+# /data belongs to node so uploads work on a fresh volume; /certs is a read-only mount point.
+RUN mkdir -p /data /certs && chown node:node /data
+USER node
+VOLUME /data
+EXPOSE 21 990 30000-30009
+HEALTHCHECK --interval=30s --timeout=6s --start-period=10s --retries=3 \
+  CMD ["node", "/app/dist/main.js", "healthcheck"]
+ENTRYPOINT ["node", "/app/dist/main.js"]
+CMD ["serve"]
