@@ -107,7 +107,7 @@ export const pass = defineCommand({
     const result = await ctx.authenticate(name, arg ?? '');
     if (result.ok) {
       await ctx.login(result.account);
-      ctx.log.info({ user: name }, 'login');
+      ctx.log.info('login');
       return reply(Code.LoggedIn, 'Login successful');
     }
     ctx.state.loginFailures++;
@@ -159,9 +159,15 @@ export const feat = defineCommand({
   arg: 'none',
   help: 'FEAT: list extensions',
   async handle(ctx) {
-    return reply(Code.SystemStatus, 'Features:', ...ctx.catalog.featureLines().map((l) => ` ${l}`), 'End');
+    const lines = ctx.catalog.featureLines().map((l) => (l.startsWith('MLST ') ? markSelectedFacts(l, ctx.state.mlstFacts) : l));
+    return reply(Code.SystemStatus, 'Features:', ...lines.map((l) => ` ${l}`), 'End');
   },
 });
+
+/** RFC 3659 §7.8: in the MLST feature line, '*' marks the facts currently selected (OPTS MLST changes them). */
+function markSelectedFacts(line: string, selected: readonly string[]): string {
+  return line.replace(/([^ ;*]+)\*?;/g, (_all, fact: string) => (selected.includes(fact.toLowerCase()) ? `${fact}*;` : `${fact};`));
+}
 
 export const opts = defineCommand({
   verb: 'OPTS',

@@ -40,12 +40,20 @@ export async function runTransfer(
   let connection: DataConnection | undefined;
   let bytes = 0;
   let storageFailure: unknown;
+  // pipeline() destroys every stream with the first error, so a reset data connection also makes the
+  // storage stream emit it: only a storage error that came first is a storage failure (451/452), else 426.
+  let networkFailed = false;
   const storageStream = body.direction === 'download' ? body.source : body.target.stream;
-  storageStream.once('error', (err) => (storageFailure ??= err));
+  storageStream.once('error', (err) => {
+    if (!networkFailed) storageFailure ??= err;
+  });
   try {
     connection = await pending.connect(signal);
     ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
     const socket = await connection.ready();
+    socket.once('error', () => {
+      if (storageFailure === undefined) networkFailed = true;
+    });
     if (body.direction === 'download') {
       body.source.on('data', (chunk: Buffer) => (bytes += chunk.length));
       await (body.ascii

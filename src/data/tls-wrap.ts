@@ -8,6 +8,8 @@ import type { DataConnection } from './data-channel.js';
 export interface DataTlsPolicy {
   /** The session's data context: it shares ticket keys with the control connection only (src/tls/session-contexts.ts). */
   readonly context: tls.SecureContext;
+  /** Resolves the control connection's TLS session IDs, for clients that resume by ID (src/tls/session-contexts.ts). */
+  readonly sessionIds: net.Server;
   /** The handshake must resume this session's control TLS session. */
   readonly requireReuse: boolean;
   readonly handshakeTimeoutMs: number;
@@ -26,7 +28,10 @@ export function openDataConnection(
   stallTimeoutMs: number,
 ): DataConnection {
   if (!policy) return plainConnection(withStallTimeout(raw, stallTimeoutMs));
-  const secure = withStallTimeout(new tls.TLSSocket(raw, { isServer: true, secureContext: policy.context }), stallTimeoutMs);
+  const secure = withStallTimeout(
+    new tls.TLSSocket(raw, { isServer: true, secureContext: policy.context, server: policy.sessionIds }),
+    stallTimeoutMs,
+  );
   const handshake = new Promise<Duplex>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out')),
@@ -38,7 +43,12 @@ export function openDataConnection(
         reject(
           new FtpError(Code.NetworkProtocolNotSupported, 'TLS session of data connection must resume the control connection session'),
         );
-      } else resolve(secure);
+        return;
+      }
+      // 'secure' fires inside OpenSSL's handshake, before a TLS 1.3 server has written its session tickets.
+      // A transfer that ended right away (a short listing) then lost its close_notify: SSL_shutdown failed
+      // "while in init" and the client saw a truncated stream (Python ftplib: SSLError in unwrap()).
+      setImmediate(() => resolve(secure));
     });
     secure.once('error', (err) => {
       clearTimeout(timer);

@@ -29,11 +29,19 @@ export function stripTelnet(line: Buffer): Buffer {
   return Buffer.from(out);
 }
 
-/** Parses one command line (without its CRLF). Returns undefined for a line with no verb. */
+/**
+ * The verb of a line that has none RFC 959 could name (not 3-4 letters, e.g. " NOOP" or "PASS\tsecret"): no
+ * command has it, so the line is answered 502. The text itself is dropped: it may hold anything, a password too,
+ * and verbs are logged.
+ */
+export const INVALID_VERB = '<invalid>';
+
+/** Parses one command line (without its CRLF). Returns undefined for a blank line. */
 export function parseCommand(line: string): CommandLine | undefined {
+  if (line.trim() === '') return undefined;
   const space = line.indexOf(' ');
   const verb = (space === -1 ? line : line.slice(0, space)).trim().toUpperCase();
-  if (verb === '' || !/^[A-Z]{3,4}$/.test(verb)) return verb === '' ? undefined : { verb, arg: undefined };
+  if (!/^[A-Z]{3,4}$/.test(verb)) return { verb: INVALID_VERB, arg: undefined };
   const arg = space === -1 ? undefined : line.slice(space + 1);
   return { verb, arg: arg === '' ? undefined : arg };
 }

@@ -70,6 +70,8 @@ export class FtpServer {
     if ((await Promise.race([graceful, expired])) === 'expired') {
       this.deps.log.warn({ sessions: this.sessions.size }, 'shutdown grace period over, closing remaining sessions');
       for (const s of this.sessions) s.destroy();
+      // Cut transfers still remove their temporary upload files before the process exits.
+      await graceful;
     }
     clearTimeout(timer);
     await closed;

@@ -72,12 +72,17 @@ export class ControlChannel {
    * Switches to TLS in place. Bytes the client pipelined after AUTH in plain text are dropped: they
    * must not be executed as if they had come over TLS (STARTTLS command injection).
    */
-  async upgrade(context: tls.SecureContext, handshakeTimeoutMs: number): Promise<tls.TLSSocket> {
+  async upgrade(
+    context: tls.SecureContext,
+    handshakeTimeoutMs: number,
+    /** Records the session IDs this handshake issues (src/tls/session-contexts.ts). */
+    sessionIds?: net.Server,
+  ): Promise<tls.TLSSocket> {
     this.socket.removeListener('data', this.onData);
     this.pending = [];
     this.pendingBytes = 0;
     this.discarding = false;
-    const secure = new tls.TLSSocket(this.raw, { isServer: true, secureContext: context });
+    const secure = new tls.TLSSocket(this.raw, { isServer: true, secureContext: context, server: sessionIds });
     secure.on('error', () => undefined);
     this.socket = secure;
     await handshake(secure, handshakeTimeoutMs);

@@ -111,7 +111,7 @@ export class Session implements CommandContext {
   async start(): Promise<void> {
     if (this.config.ftps.implicit) {
       try {
-        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS);
+        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS, this.sessionTls().controlSessionIds);
       } catch (err) {
         this.log.info({ err: String(err) }, 'implicit TLS handshake failed');
         this.channel.destroy();
@@ -210,7 +210,7 @@ export class Session implements CommandContext {
       // Commands pipelined behind AUTH arrived in plain text: drop them.
       this.queue.length = 0;
       try {
-        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS);
+        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS, this.sessionTls().controlSessionIds);
         this.log = this.log.child({ tls: this.channel.tlsSocket?.getProtocol() });
         this.log.debug('control connection upgraded to TLS');
       } catch (err) {
@@ -248,8 +248,8 @@ export class Session implements CommandContext {
   private onClose(): void {
     this.ended = true;
     clearTimeout(this.idleTimer);
+    // The transfer's handler then cleans up (temporary upload file) and finishes it in execute().
     this.transfer?.controller.abort();
-    this.transfer?.finish();
     this.pendingData?.dispose();
     this.pendingData = undefined;
     this.log.debug('session closed');
@@ -356,6 +356,7 @@ export class Session implements CommandContext {
     if (!this.state.protectData && !this.config.data.implicitTls) return undefined;
     return {
       context: this.sessionTls().data,
+      sessionIds: this.sessionTls().dataSessionIds,
       requireReuse: this.config.tls.requireSessionReuse,
       handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, this.config.data.timeoutSeconds * 1000),
     };

@@ -11,19 +11,29 @@
  * only by that connection's contexts; its data connections use a context with the same keys (and the data
  * certificate, which may differ). On a data connection, `isSessionReused() === true` therefore proves that
  * the peer holds a ticket from this control connection; a fresh handshake, or a ticket from any other
- * connection, yields false. This relies on tickets alone: Node's TLSSocket keeps no server-side session-ID
- * cache, and none may be added (a shared cache would let any session resume any other).
+ * connection, yields false.
+ *
+ * Session IDs (TLS <= 1.2) need a server-side cache, which Node's TLSSocket does not keep: curl with OpenSSL
+ * disables tickets (SSL_OP_NO_TICKET) and resumes by ID only, so without one every curl data connection over
+ * TLS 1.2 is refused. Each control connection therefore also gets its own small ID cache: its control handshake
+ * records the IDs it issues, its data handshakes look them up and record nothing. A cache shared between
+ * control connections would let any session resume any other; this one keeps the property above.
  *
  * Cost: about 0.3 ms and 18 KB per context, one or two per control connection. With session reuse not
- * required, all sessions share one context pair instead.
+ * required, all sessions share one context pair (and one ID cache, where resumption is then only a saving).
  */
 import { createPrivateKey, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import tls from 'node:tls';
 import type { TlsMaterial } from './certificates.js';
 
 export interface SessionTlsContexts {
   readonly control: tls.SecureContext;
   readonly data: tls.SecureContext;
+  /** The `server` option of the control connection's TLSSocket: records the session IDs it issues. */
+  readonly controlSessionIds: net.Server;
+  /** The `server` option of data connections' TLSSockets: resumes those IDs only. */
+  readonly dataSessionIds: net.Server;
 }
 
 /** Structurally a subset of `Config['tls']`, which can be passed as it is. */
@@ -35,6 +45,8 @@ export interface TlsContextOptions {
 
 /** Long enough for the data connections of a long session to still resume its control session. */
 const SESSION_TIMEOUT_SECONDS = 7200;
+/** A control connection handshakes once (TLS 1.3 records two ticket placeholders); renegotiation adds few. */
+const MAX_SESSION_IDS = 8;
 
 /** The options of every context; loadTlsMaterial validates with them, so what it accepted is what runs. */
 export function secureContextOptions(
@@ -85,6 +97,29 @@ export class TlsContextFactory {
     const control = context(this.#material.control);
     // Same certificate and same keys: one context serves both channels.
     const data = this.#material.data === this.#material.control ? control : context(this.#material.data);
-    return Object.freeze({ control, data });
+    return Object.freeze({ control, data, ...sessionIdCache() });
   }
+}
+
+/**
+ * TLSSocket emits 'newSession' and 'resumeSession' on the object given as its `server` option (Node documents a
+ * net.Server there); these never listen, they only carry the events. Evicts the oldest ID beyond the limit.
+ */
+function sessionIdCache(): Pick<SessionTlsContexts, 'controlSessionIds' | 'dataSessionIds'> {
+  const sessions = new Map<string, Buffer>();
+  const controlSessionIds = new net.Server();
+  controlSessionIds.on('newSession', (id: Buffer, session: Buffer, done: () => void) => {
+    sessions.delete(id.toString('hex'));
+    sessions.set(id.toString('hex'), session);
+    for (const oldest of sessions.keys()) {
+      if (sessions.size <= MAX_SESSION_IDS) break;
+      sessions.delete(oldest);
+    }
+    done();
+  });
+  const dataSessionIds = new net.Server();
+  dataSessionIds.on('resumeSession', (id: Buffer, done: (err: Error | null, session: Buffer | null) => void) => {
+    done(null, sessions.get(id.toString('hex')) ?? null);
+  });
+  return { controlSessionIds, dataSessionIds };
 }

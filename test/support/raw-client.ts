@@ -114,14 +114,14 @@ export class RawFtpClient {
     return this.read(timeoutMs);
   }
 
-  /** AUTH TLS and the handshake. */
-  async upgrade(): Promise<FtpReply> {
+  /** AUTH TLS and the handshake; `options` adds client TLS options (e.g. `maxVersion`). */
+  async upgrade(options: tls.ConnectionOptions = {}): Promise<FtpReply> {
     const r = await this.send('AUTH TLS');
     if (r.code !== 234) return r;
     const raw = this.socket;
     raw.removeAllListeners('data');
     // The same (absent) SNI as the data connections: OpenSSL does not resume a TLS 1.3 session under another name.
-    const secure = tls.connect({ socket: raw, host: raw.remoteAddress, rejectUnauthorized: false });
+    const secure = tls.connect({ ...options, socket: raw, host: raw.remoteAddress, rejectUnauthorized: false });
     // TLS 1.3 tickets can arrive together with the end of the handshake: listen before it completes.
     this.trackSession(secure);
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,302 @@
+/*
+ * Python's ftplib.FTP_TLS against the real server, in process. Stock FTP_TLS opens its data connections with
+ * a fresh TLS handshake, never resuming the control connection's session; the default server
+ * (TLS_REQUIRE_SESSION_REUSE=true) must refuse that with 522, like vsftpd's require_ssl_reuse. The well-known
+ * subclass that passes `session=self.sock.session` to wrap_socket must work, over TLS 1.3 (tickets) and over
+ * TLS 1.2 by ticket or by session ID only (as curl does) — and a session borrowed from *another* control
+ * connection must not. With TLS_REQUIRE_SESSION_REUSE=false stock FTP_TLS works; its retrlines() calls
+ * unwrap() and so fails unless the server ended the data connection with a TLS close_notify.
+ *
+ * The Python programs are constants; the port, credentials and paths reach them through env and argv.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+
+const execFileAsync = promisify(execFile);
+const PYTHON_MISSING = 'python3 is not installed; these tests run Python ftplib: apt-get install python3';
+
+const PRELUDE = String.raw`
+import ftplib, hashlib, json, os, socket, ssl, sys
+
+def context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the test server's certificate is self-signed
+    if os.environ['TLS_MAX'] == '1.2':
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if os.environ['TICKETS'] == 'no':
+        ctx.options |= ssl.OP_NO_TICKET  # resume by session ID only, as curl with OpenSSL does
+    return ctx
+
+class ReusedSessionFTP_TLS(ftplib.FTP_TLS):
+    """The well-known fix: data connections resume the control connection's TLS session."""
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.data_session())
+        return conn, size
+
+    def data_session(self):
+        return self.sock.session
+
+def connect(cls, ctx):
+    ftp = cls(context=ctx, timeout=10)
+    ftp.connect('127.0.0.1', int(os.environ['FTP_PORT']))
+    ftp.login(os.environ['FTP_USER'], os.environ['FTP_PASSWORD'])
+    ftp.prot_p()
+    return ftp
+
+def try_list(ftp):
+    """LIST over a protected data connection: the lines received, how it failed, the final reply."""
+    lines = []
+    try:
+        ftp.retrlines('LIST', lines.append)
+        return {'lines': lines, 'error': None, 'reply': ftp.lastresp}
+    except ftplib.error_perm as e:  # the refusal arrived as the transfer's final reply
+        return {'lines': lines, 'error': 'error_perm', 'reply': str(e)}
+    except (OSError, EOFError) as e:  # the data connection died first (ssl.SSLError is an OSError)
+        try:
+            reply = ftp.getresp()
+        except ftplib.Error as perm:
+            reply = str(perm)
+        return {'lines': lines, 'error': type(e).__name__, 'reply': reply}
+`;
+
+/** Stock FTP_TLS: PROT P, then LIST. */
+const STOCK_LIST = `${PRELUDE}
+ftp = connect(ftplib.FTP_TLS, context())
+result = try_list(ftp)
+ftp.quit()
+print(json.dumps(result))
+`;
+
+/** Upload argv[1] as argv[2], download it again, list names. argv[3]: 'stock' or 'reuse'. */
+const ROUND_TRIP = `${PRELUDE}
+local, remote, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+ftp = connect(ReusedSessionFTP_TLS if kind == 'reuse' else ftplib.FTP_TLS, context())
+with open(local, 'rb') as f:
+    stored = ftp.storbinary('STOR ' + remote, f)
+digest = hashlib.sha256()
+retrieved = ftp.retrbinary('RETR ' + remote, digest.update)
+names = ftp.nlst()
+print(json.dumps({'stored': stored, 'retrieved': retrieved, 'sha256': digest.hexdigest(),
+                  'names': names, 'tls': ftp.sock.version()}))
+ftp.quit()
+`;
+
+/** Two control connections; the second one's data connection presents the first one's TLS session. */
+const BORROWED_SESSION = `${PRELUDE}
+ctx = context()
+owner = connect(ReusedSessionFTP_TLS, ctx)
+own = try_list(owner)  # also makes sure the owner's session (ticket) has arrived
+
+class Borrower(ReusedSessionFTP_TLS):
+    def data_session(self):
+        return owner.sock.session
+
+thief = connect(Borrower, ctx)
+stolen = try_list(thief)
+thief.quit()
+owner.quit()
+print(json.dumps({'own': own, 'borrowed': stolen}))
+`;
+
+/**
+ * Someone on the client's address connects to the passive port first, twice: once with a fresh handshake,
+ * then presenting whatever session that first handshake left it. Neither may get the file.
+ */
+const PORT_THIEF = `${PRELUDE}
+owner = connect(ftplib.FTP_TLS, context())
+thief_context = context()
+
+def steal(session):
+    host, port = owner.makepasv()
+    raw = socket.create_connection((host, port), timeout=10)  # before the owner's own connection
+    owner.putcmd('RETR ' + sys.argv[1])
+    preliminary = owner.getresp()
+    data, stolen_session = b'', None
+    try:
+        conn = thief_context.wrap_socket(raw, server_hostname='127.0.0.1', session=session)
+        stolen_session = conn.session
+        while chunk := conn.recv(4096):
+            data += chunk
+    except OSError:
+        pass
+    try:
+        final = owner.getresp()
+    except ftplib.Error as e:
+        final = str(e)
+    return {'preliminary': preliminary, 'final': final, 'data': data.decode('latin-1')}, stolen_session
+
+first, session = steal(None)
+second, _ = steal(session)
+owner.quit()
+print(json.dumps({'first': first, 'second': second}))
+`;
+
+interface PythonRun {
+  readonly tlsMax?: '1.2';
+  readonly tickets?: boolean;
+}
+
+/** Runs a constant Python program (isolated mode: no PYTHON* variables, no user site) and parses its JSON. */
+async function python(srv: RunningServer, program: string, args: readonly string[], o: PythonRun = {}): Promise<unknown> {
+  try {
+    const { stdout } = await execFileAsync('python3', ['-I', '-c', program, ...args], {
+      env: {
+        ...process.env,
+        FTP_PORT: String(srv.port),
+        FTP_USER: TEST_USER,
+        FTP_PASSWORD: TEST_PASSWORD,
+        TLS_MAX: o.tlsMax ?? '',
+        TICKETS: o.tickets === false ? 'no' : 'yes',
+      },
+      timeout: 30_000,
+    });
+    return JSON.parse(stdout);
+  } catch (err) {
+    const e = err as { code?: unknown; stderr?: string };
+    if (e.code === 'ENOENT') throw new Error(PYTHON_MISSING, { cause: err });
+    throw new Error(`python3 failed (exit ${String(e.code)}): ${e.stderr ?? ''}`, { cause: err });
+  }
+}
+
+interface ListResult {
+  readonly lines: string[];
+  readonly error: string | null;
+  readonly reply: string;
+}
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+const REFUSED = /^522 TLS session of data connection must resume the control connection session/;
+
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), 'ftplib-client-'));
+  try {
+    await execFileAsync('python3', ['--version'], { timeout: 10_000 });
+  } catch (err) {
+    throw new Error((err as { code?: unknown }).code === 'ENOENT' ? PYTHON_MISSING : 'python3 --version failed', { cause: err });
+  }
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+describe('Python ftplib, default server (TLS_REQUIRE_SESSION_REUSE=true)', () => {
+  let srv: RunningServer;
+  beforeAll(async () => {
+    srv = await startServer();
+  });
+  afterAll(() => srv.stop());
+
+  it.each([
+    { tls: 'TLSv1.3', run: {} },
+    { tls: 'TLSv1.2', run: { tlsMax: '1.2' } },
+  ] as const)('stock FTP_TLS: prot_p() + LIST over $tls is refused with 522, nothing listed', async ({ run }) => {
+    await writeFile(path.join(srv.root, 'visible-only-with-reuse.txt'), 'x');
+
+    const result = (await python(srv, STOCK_LIST, [], run)) as ListResult;
+
+    expect(result.error).not.toBeNull();
+    expect(result.reply).toMatch(REFUSED);
+    expect(result.lines).toEqual([]);
+  });
+
+  it.each([
+    { label: 'TLS 1.3 (ticket)', tls: 'TLSv1.3', run: {} },
+    { label: 'TLS 1.2 (ticket)', tls: 'TLSv1.2', run: { tlsMax: '1.2' } },
+    { label: 'TLS 1.2 (session ID only)', tls: 'TLSv1.2', run: { tlsMax: '1.2', tickets: false } },
+  ] as const)('the ntransfercmd subclass (session=self.sock.session) uploads and downloads over $label', async ({ label, tls, run }) => {
+    const content = randomBytes(300_000);
+    const local = path.join(work, 'reuse.bin');
+    await writeFile(local, content);
+    const remote = `reuse ${label}.bin`;
+
+    const result = (await python(srv, ROUND_TRIP, [local, remote, 'reuse'], run)) as Record<string, unknown>;
+
+    expect(result).toMatchObject({ stored: expect.stringMatching(/^226/), retrieved: expect.stringMatching(/^226/), tls });
+    expect((await readFile(path.join(srv.root, remote))).equals(content)).toBe(true);
+    expect(result.sha256).toBe(sha256(content));
+    expect(result.names).toContain(remote);
+  });
+
+  it.each([
+    { label: 'TLS 1.3 ticket', run: {} },
+    { label: 'TLS 1.2 session ID', run: { tlsMax: '1.2', tickets: false } },
+  ] as const)('a data connection resuming another control connection’s session ($label) is refused', async ({ run }) => {
+    await writeFile(path.join(srv.root, 'owned.txt'), 'x');
+
+    const result = (await python(srv, BORROWED_SESSION, [], run)) as { own: ListResult; borrowed: ListResult };
+
+    expect(result.own.error).toBeNull();
+    expect(result.own.reply).toMatch(/^226/);
+    expect(result.own.lines.some((l) => l.endsWith(' owned.txt'))).toBe(true);
+    expect(result.borrowed.error).not.toBeNull();
+    expect(result.borrowed.reply).toMatch(REFUSED);
+    expect(result.borrowed.lines).toEqual([]);
+  });
+
+  it.each([
+    { label: 'TLS 1.3', run: {} },
+    { label: 'TLS 1.2', run: { tlsMax: '1.2' } },
+  ] as const)('whoever takes the passive port first gets nothing, not even a session to retry with ($label)', async ({ label, run }) => {
+    const name = `payroll ${label}.txt`;
+    await writeFile(path.join(srv.root, name), 'confidential');
+
+    const result = (await python(srv, PORT_THIEF, [name], run)) as {
+      first: Record<string, string>;
+      second: Record<string, string>;
+    };
+
+    for (const attempt of [result.first, result.second]) {
+      expect(attempt.preliminary).toMatch(/^150/);
+      expect(attempt.final).toMatch(REFUSED);
+      expect(attempt.data).toBe('');
+    }
+    expect(srv.logs.filter((l) => l.msg === 'transfer' && l.path === `/${name}`)).toMatchObject([
+      { result: 'failed', bytes: 0 },
+      { result: 'failed', bytes: 0 },
+    ]);
+  });
+});
+
+describe('Python ftplib, TLS_REQUIRE_SESSION_REUSE=false', () => {
+  let srv: RunningServer;
+  beforeAll(async () => {
+    srv = await startServer({ TLS_REQUIRE_SESSION_REUSE: 'false' });
+  });
+  afterAll(() => srv.stop());
+
+  it('stock FTP_TLS uploads with storbinary and downloads with retrbinary over protected data connections', async () => {
+    const content = randomBytes(300_000);
+    const local = path.join(work, 'stock.bin');
+    await writeFile(local, content);
+
+    const result = (await python(srv, ROUND_TRIP, [local, 'stock.bin', 'stock'])) as Record<string, unknown>;
+
+    expect(result).toMatchObject({ stored: expect.stringMatching(/^226/), retrieved: expect.stringMatching(/^226/) });
+    expect((await readFile(path.join(srv.root, 'stock.bin'))).equals(content)).toBe(true);
+    expect(result.sha256).toBe(sha256(content));
+    const transfers = srv.logs.filter((l) => l.msg === 'transfer' && l.path === '/stock.bin');
+    expect(transfers.map((t) => [t.direction, t.result, t.protection])).toEqual([
+      ['upload', 'ok', 'tls'],
+      ['download', 'ok', 'tls'],
+    ]);
+  });
+
+  it('stock FTP_TLS lists: a short listing after a fresh TLS 1.3 handshake still ends with close_notify', async () => {
+    await writeFile(path.join(srv.root, 'listed.txt'), 'x');
+
+    const result = (await python(srv, STOCK_LIST, [])) as ListResult;
+
+    expect(result.error).toBeNull();
+    expect(result.reply).toMatch(/^226/);
+    expect(result.lines.some((l) => l.endsWith(' listed.txt'))).toBe(true);
+  });
+});
