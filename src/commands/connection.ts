@@ -242,29 +242,22 @@ export const type = defineCommand({
   },
 });
 
-export const mode = defineCommand({
-  verb: 'MODE',
-  access: 'authenticated',
-  arg: 'required',
-  help: 'MODE S: stream mode only',
-  async handle(_ctx, arg) {
-    return arg!.trim().toUpperCase() === 'S'
-      ? reply(Code.Ok, 'Mode set to S')
-      : reply(Code.ParameterNotImplemented, 'Only MODE S is supported');
-  },
-});
+/** MODE and STRU: RFC 959 parameters of which only the stream/file values make sense today. */
+const onlyValue = (verb: string, value: string, meaning: string) =>
+  defineCommand({
+    verb,
+    access: 'authenticated',
+    arg: 'required',
+    help: `${verb} ${value}: ${meaning} only`,
+    async handle(_ctx, arg) {
+      return arg!.trim().toUpperCase() === value
+        ? reply(Code.Ok, `${verb} set to ${value}`)
+        : reply(Code.ParameterNotImplemented, `Only ${verb} ${value} is supported`);
+    },
+  });
 
-export const stru = defineCommand({
-  verb: 'STRU',
-  access: 'authenticated',
-  arg: 'required',
-  help: 'STRU F: file structure only',
-  async handle(_ctx, arg) {
-    return arg!.trim().toUpperCase() === 'F'
-      ? reply(Code.Ok, 'Structure set to F')
-      : reply(Code.ParameterNotImplemented, 'Only STRU F is supported');
-  },
-});
+export const mode = onlyValue('MODE', 'S', 'stream mode');
+export const stru = onlyValue('STRU', 'F', 'file structure');
 
 export const allo = defineCommand({
   verb: 'ALLO',

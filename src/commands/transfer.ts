@@ -15,7 +15,7 @@ export type TransferBody =
  * Takes the data channel the client set up, enforcing the protection policy. Called before the file is
  * opened, so a refused transfer touches nothing.
  */
-export function claimDataChannel(ctx: CommandContext): PendingDataChannel {
+function claimDataChannel(ctx: CommandContext): PendingDataChannel {
   const pending = ctx.data.take();
   if (!pending) throw new FtpError(Code.CannotOpenDataConnection, 'Use PASV, EPSV, PORT or EPRT first');
   if (ctx.config.ftps.requireProtP && !ctx.config.data.implicitTls && !ctx.state.protectData) {
@@ -25,11 +25,32 @@ export function claimDataChannel(ctx: CommandContext): PendingDataChannel {
   return pending;
 }
 
+export interface PreparedTransfer {
+  readonly what: { readonly label: string; readonly opening: string; readonly success: string };
+  readonly body: TransferBody;
+}
+
+/**
+ * A transfer command: claims the data channel, lets `prepare` open the file (its errors, e.g. 550, come
+ * before any 150 and free the channel), then runs the transfer.
+ */
+export async function transferWith(ctx: CommandContext, prepare: () => Promise<PreparedTransfer>): Promise<Reply> {
+  const pending = claimDataChannel(ctx);
+  let prepared: PreparedTransfer;
+  try {
+    prepared = await prepare();
+  } catch (err) {
+    pending.dispose();
+    throw err;
+  }
+  return runTransfer(ctx, pending, prepared.what, prepared.body);
+}
+
 /**
  * The 150 → 226/426/425 sequence shared by every transfer: connect, announce, (TLS), stream with
  * backpressure, close gracefully, then the final reply. ABOR aborts the signal.
  */
-export async function runTransfer(
+async function runTransfer(
   ctx: CommandContext,
   pending: PendingDataChannel,
   what: { readonly label: string; readonly opening: string; readonly success: string },

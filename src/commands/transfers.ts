@@ -7,9 +7,10 @@ import { baseName, type VirtualPath } from '../storage/virtual-path.js';
 import type { CommandContext } from './context.js';
 import { requireWritable, resolvePath } from './paths.js';
 import { defineCommand, type CommandSpec } from './registry.js';
-import { claimDataChannel, runTransfer } from './transfer.js';
+import { transferWith } from './transfer.js';
 
-const modeName = (ctx: CommandContext) => (ctx.state.transferType === 'A' ? 'ASCII' : 'BINARY');
+const isAscii = (ctx: CommandContext) => ctx.state.transferType === 'A';
+const modeName = (ctx: CommandContext) => (isAscii(ctx) ? 'ASCII' : 'BINARY');
 
 /** Takes the REST offset: it applies to the next transfer only. */
 function takeRestartOffset(ctx: CommandContext): number {
@@ -25,27 +26,20 @@ export const retr = defineCommand({
   help: 'RETR file: download',
   async handle(ctx, arg) {
     const start = takeRestartOffset(ctx);
-    const pending = claimDataChannel(ctx);
-    try {
+    return transferWith(ctx, async () => {
       const path = resolvePath(ctx, arg);
       const stat = await ctx.storage().stat(path);
       if (stat.type !== 'file') throw new FtpError(Code.FileUnavailable, 'Not a regular file');
       if (start > stat.size) throw new FtpError(Code.ArgumentSyntaxError, 'Restart offset is beyond the end of the file');
-      const source = await ctx.storage().openRead(path, { start });
-      return runTransfer(
-        ctx,
-        pending,
-        {
+      return {
+        what: {
           label: path,
           opening: `Opening ${modeName(ctx)} mode data connection for ${baseName(path)} (${stat.size - start} bytes)`,
           success: 'Transfer complete',
         },
-        { direction: 'download', source, ascii: ctx.state.transferType === 'A' },
-      );
-    } catch (err) {
-      pending.dispose();
-      throw err;
-    }
+        body: { direction: 'download', source: await ctx.storage().openRead(path, { start }), ascii: isAscii(ctx) },
+      };
+    });
   },
 });
 
@@ -60,29 +54,22 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
     async handle(ctx, arg) {
       const start = takeRestartOffset(ctx);
       requireWritable(ctx);
-      const pending = claimDataChannel(ctx);
-      try {
+      return transferWith(ctx, async () => {
         const storage = ctx.storage();
         const path =
           verb === 'STOU' ? await storage.uniqueName(ctx.state.cwd, arg ?? 'file') : resolvePath(ctx, arg);
         const mode = verb === 'APPE' ? 'append' : start > 0 ? 'resume' : 'replace';
-        const target = await storage.openWrite(path, { mode, start });
         const name = baseName(path);
-        return runTransfer(
-          ctx,
-          pending,
-          {
+        return {
+          what: {
             label: path,
             // RFC 1123 §4.1.2.9: STOU announces the name it chose.
             opening: verb === 'STOU' ? `FILE: ${name}` : `Opening ${modeName(ctx)} mode data connection for ${name}`,
             success: verb === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete',
           },
-          { direction: 'upload', target, ascii: ctx.state.transferType === 'A' },
-        );
-      } catch (err) {
-        pending.dispose();
-        throw err;
-      }
+          body: { direction: 'upload', target: await storage.openWrite(path, { mode, start }), ascii: isAscii(ctx) },
+        };
+      });
     },
   });
 
@@ -121,24 +108,19 @@ const listSpec = (verb: ListKind, help: string): CommandSpec =>
     arg: 'optional',
     help,
     async handle(ctx, arg) {
-      const pending = claimDataChannel(ctx);
-      try {
+      return transferWith(ctx, async () => {
         const path = resolvePath(ctx, verb === 'MLSD' ? arg : stripListOptions(arg));
         if (verb === 'MLSD' && (await ctx.storage().stat(path)).type !== 'dir') {
           throw new FtpError(Code.FileUnavailable, 'Not a directory');
         }
-        const lines = formatEntries(ctx, verb, await entriesFor(ctx, path));
-        const text = lines.map((l) => `${l}\r\n`).join('');
-        return runTransfer(
-          ctx,
-          pending,
-          { label: path, opening: `Here comes the directory listing`, success: 'Directory send OK' },
-          { direction: 'download', source: Readable.from([Buffer.from(text, 'utf8')]), ascii: false },
-        );
-      } catch (err) {
-        pending.dispose();
-        throw err;
-      }
+        const text = formatEntries(ctx, verb, await entriesFor(ctx, path))
+          .map((l) => `${l}\r\n`)
+          .join('');
+        return {
+          what: { label: path, opening: 'Here comes the directory listing', success: 'Directory send OK' },
+          body: { direction: 'download', source: Readable.from([Buffer.from(text, 'utf8')]), ascii: false },
+        };
+      });
     },
   });
 

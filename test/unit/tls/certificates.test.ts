@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, type Config } from '../../../src/config/config.js';
+import { loadConfig } from '../../../src/config/load.js';
 import { loadTlsMaterial } from '../../../src/tls/certificates.js';
 
 interface Overrides {
@@ -14,34 +15,11 @@ interface Overrides {
 
 /** Every field at its default; the TLS paths point into `dir`, where nothing exists unless a test writes it. */
 function testConfig(dir: string, overrides: Overrides = {}): Config {
+  const base = loadConfig({ FTP_ROOT: dir, LOG_LEVEL: 'silent' }, { dotenvPath: join(dir, 'no.env') });
   return {
-    ftps: { implicit: false, port: 21, bindAddress: undefined, requireTls: true, requireProtP: true, banner: 'ftps-gateway' },
-    data: {
-      implicitTls: false,
-      tlsCertPath: undefined,
-      tlsKeyPath: undefined,
-      pasvAddress: undefined,
-      pasvMinPort: 30000,
-      pasvMaxPort: 30009,
-      pasvPromiscuous: false,
-      activeMode: false,
-      timeoutSeconds: 30,
-      ...overrides.data,
-    },
-    tls: {
-      certPath: join(dir, 'tls.crt'),
-      keyPath: join(dir, 'tls.key'),
-      pathsExplicit: false,
-      keyPassphrase: undefined,
-      minVersion: 'TLSv1.2',
-      ciphers: undefined,
-      requireSessionReuse: true,
-      ...overrides.tls,
-    },
-    storage: { root: dir },
-    auth: { user: undefined, password: undefined, loginMaxAttempts: 3 },
-    limits: { maxConnections: 100, maxConnectionsPerIp: 10, idleTimeoutSeconds: 300, shutdownGraceSeconds: 30 },
-    log: { level: 'silent', format: 'json' },
+    ...base,
+    data: { ...base.data, ...overrides.data },
+    tls: { ...base.tls, certPath: join(dir, 'tls.crt'), keyPath: join(dir, 'tls.key'), pathsExplicit: false, ...overrides.tls },
   };
 }
 
