@@ -11,7 +11,7 @@ import tls from 'node:tls';
 import { setTimeout } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectData, RawFtpClient } from '../support/raw-client.js';
-import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { startServer, withServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 const CONTENT = 'the file body\n';
 
@@ -519,8 +519,7 @@ describe('with the defaults', () => {
 
 describe('opt-outs', () => {
   it('FTPS_REQUIRE_TLS=false: a plain-text login works (transfers still need PROT P)', async () => {
-    const srv = await startServer({ FTPS_REQUIRE_TLS: 'false' });
-    try {
+    await withServer({ FTPS_REQUIRE_TLS: 'false' }, async (srv) => {
       const c = await RawFtpClient.connect(srv.port);
       expect((await c.read()).code).toBe(220);
       expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
@@ -529,14 +528,11 @@ describe('opt-outs', () => {
       expect((await c.send('LIST')).code).toBe(521);
       data.destroy();
       c.close();
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('FTPS_REQUIRE_PROT_P=false: PROT C is accepted and a clear data connection transfers', async () => {
-    const srv = await startServer({ FTPS_REQUIRE_PROT_P: 'false' });
-    try {
+    await withServer({ FTPS_REQUIRE_PROT_P: 'false' }, async (srv) => {
       await writeFile(path.join(srv.root, 'file.txt'), CONTENT);
       const c = await loggedIn(srv.port, { prot: false });
       expect((await c.send('PBSZ 0')).code).toBe(200);
@@ -547,14 +543,11 @@ describe('opt-outs', () => {
       expect((await body).toString()).toBe(CONTENT);
       expect((await c.read()).code).toBe(226);
       c.close();
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('TLS_REQUIRE_SESSION_REUSE=false: a fresh data handshake is accepted', async () => {
-    const srv = await startServer({ TLS_REQUIRE_SESSION_REUSE: 'false' });
-    try {
+    await withServer({ TLS_REQUIRE_SESSION_REUSE: 'false' }, async (srv) => {
       await writeFile(path.join(srv.root, 'file.txt'), CONTENT);
       const c = await loggedIn(srv.port);
       const data = (await c.openPassive({ tls: true, resume: false })) as tls.TLSSocket;
@@ -565,14 +558,11 @@ describe('opt-outs', () => {
       expect(await reused).toBe(false);
       expect((await c.read()).code).toBe(226);
       c.close();
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('PASV_PROMISCUOUS=true: a data connection from another address is accepted', async () => {
-    const srv = await startServer({ PASV_PROMISCUOUS: 'true' });
-    try {
+    await withServer({ PASV_PROMISCUOUS: 'true' }, async (srv) => {
       await writeFile(path.join(srv.root, 'file.txt'), CONTENT);
       const c = await loggedIn(srv.port);
       const epsv = await c.send('EPSV');
@@ -585,14 +575,11 @@ describe('opt-outs', () => {
       expect((await body).toString()).toBe(CONTENT);
       expect((await c.read()).code).toBe(226);
       c.close();
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('ACTIVE_MODE=false: PORT and EPRT answer 502 and EPRT is not in FEAT', async () => {
-    const srv = await startServer({ ACTIVE_MODE: 'false' });
-    try {
+    await withServer({ ACTIVE_MODE: 'false' }, async (srv) => {
       const c = await loggedIn(srv.port);
       expect((await c.send('PORT 127,0,0,1,200,10')).code).toBe(502);
       expect((await c.send('EPRT |1|127.0.0.1|51210|')).code).toBe(502);
@@ -601,16 +588,13 @@ describe('opt-outs', () => {
       expect(feat.some((l) => /EPRT/.test(l))).toBe(false);
       expect((await c.send('HELP')).text).not.toMatch(/\bPORT\b|\bEPRT\b/);
       c.close();
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 });
 
 describe('limits', () => {
   it('IDLE_TIMEOUT_SECONDS: an idle client gets 421 and is disconnected', async () => {
-    const srv = await startServer({ IDLE_TIMEOUT_SECONDS: '1' });
-    try {
+    await withServer({ IDLE_TIMEOUT_SECONDS: '1' }, async (srv) => {
       const c = await RawFtpClient.connect(srv.port);
       const started = performance.now();
       expect((await c.read()).code).toBe(220);
@@ -619,14 +603,11 @@ describe('limits', () => {
       expect(r.text).toMatch(/idle/i);
       expect(performance.now() - started).toBeGreaterThanOrEqual(900);
       await expect(c.read(3000)).rejects.toThrow('connection closed');
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('MAX_CONNECTIONS=2: the third connection gets 421 and is closed', async () => {
-    const srv = await startServer({ MAX_CONNECTIONS: '2' });
-    try {
+    await withServer({ MAX_CONNECTIONS: '2' }, async (srv) => {
       const a = await RawFtpClient.connect(srv.port);
       const b = await RawFtpClient.connect(srv.port);
       expect((await a.read()).code).toBe(220);
@@ -638,14 +619,11 @@ describe('limits', () => {
       expect((await a.send('NOOP')).code).toBe(200);
       a.close();
       b.close();
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 
   it('MAX_CONNECTIONS_PER_IP=1: a second connection from 127.0.0.1 gets 421, one from 127.0.0.2 is served', async () => {
-    const srv = await startServer({ MAX_CONNECTIONS_PER_IP: '1' });
-    try {
+    await withServer({ MAX_CONNECTIONS_PER_IP: '1' }, async (srv) => {
       const first = await firstLineFrom(srv.port, '127.0.0.1');
       expect(first.line).toMatch(/^220 /);
       const second = await firstLineFrom(srv.port, '127.0.0.1');
@@ -655,8 +633,6 @@ describe('limits', () => {
       expect(other.line).toMatch(/^220 /);
       first.socket.destroy();
       other.socket.destroy();
-    } finally {
-      await srv.stop();
-    }
+    });
   });
 });

@@ -76,3 +76,13 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     },
   };
 }
+
+/** Runs `use` against a server started with `env`, and stops the server however `use` ends. */
+export async function withServer<T>(env: Record<string, string>, use: (srv: RunningServer) => Promise<T>): Promise<T> {
+  const srv = await startServer(env);
+  try {
+    return await use(srv);
+  } finally {
+    await srv.stop();
+  }
+}
