@@ -39,6 +39,12 @@ export interface Config {
     readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
     readonly ciphers: string | undefined;
     readonly requireSessionReuse: boolean;
+    /** TLS_CLIENT_CA_PATH: CA that signs accepted client certificates. */
+    readonly clientCaPath: string | undefined;
+    /** TLS_CLIENT_AUTH: whether clients must (required) or may (optional) present a certificate. */
+    readonly clientAuth: 'none' | 'optional' | 'required';
+    /** TLS_HANDSHAKE_TIMEOUT_SECONDS: a stalled handshake is dropped after this. */
+    readonly handshakeTimeoutSeconds: number;
   };
   readonly storage: {
     /** FTP_ROOT */
@@ -48,6 +54,16 @@ export interface Config {
     readonly user: string | undefined;
     readonly password: string | undefined;
     readonly loginMaxAttempts: number;
+    /** FTP_USERS_FILE: name:hash:home:permissions[:cidrs] lines, reloaded when it changes. */
+    readonly usersFile: string | undefined;
+    /** FTP_ANONYMOUS: read-only login as anonymous/ftp. */
+    readonly anonymous: boolean;
+    /** FTP_ANONYMOUS_ROOT: the anonymous user's root (FTP_ROOT when unset). */
+    readonly anonymousRoot: string;
+    /** LOGIN_BAN_*: failures per IP within the window before a ban of banSeconds. */
+    readonly banThreshold: number;
+    readonly banWindowSeconds: number;
+    readonly banSeconds: number;
   };
   readonly limits: {
     readonly maxConnections: number;

@@ -69,6 +69,9 @@ const variables = z.object({
   TLS_MIN_VERSION: oneOf(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   TLS_CIPHERS: text.optional(),
   TLS_REQUIRE_SESSION_REUSE: bool.default(true),
+  TLS_CLIENT_CA_PATH: text.optional(),
+  TLS_CLIENT_AUTH: oneOf(['none', 'optional', 'required']).default('none'),
+  TLS_HANDSHAKE_TIMEOUT_SECONDS: seconds.default(10),
 
   DATA_IMPLICIT_SSL: bool.default(false),
   DATA_TLS_CERT_PATH: text.optional(),
@@ -84,6 +87,13 @@ const variables = z.object({
   FTP_USER: text.optional(),
   FTP_PASSWORD: text.optional(),
   LOGIN_MAX_ATTEMPTS: count.default(3),
+  FTP_USERS_FILE: text.optional(),
+  FTP_ANONYMOUS: bool.default(false),
+  // Defaults to FTP_ROOT in toConfig.
+  FTP_ANONYMOUS_ROOT: absolutePath.optional(),
+  LOGIN_BAN_THRESHOLD: count.default(10),
+  LOGIN_BAN_WINDOW_SECONDS: seconds.default(600),
+  LOGIN_BAN_SECONDS: seconds.default(900),
 
   MAX_CONNECTIONS: count.default(256),
   MAX_CONNECTIONS_PER_IP: count.default(32),
@@ -123,6 +133,12 @@ function bothOrNeither(a: VariableName, b: VariableName) {
   });
 }
 
+const clientAuthNeedsCa = rule(['TLS_CLIENT_AUTH', 'TLS_CLIENT_CA_PATH'], (vars, ctx) => {
+  if (vars.TLS_CLIENT_AUTH !== 'none' && vars.TLS_CLIENT_CA_PATH === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['TLS_CLIENT_CA_PATH'], message: `required when TLS_CLIENT_AUTH is ${vars.TLS_CLIENT_AUTH}` });
+  }
+});
+
 const pasvRange = rule(['PASV_MIN_PORT', 'PASV_MAX_PORT'], ({ PASV_MIN_PORT: min, PASV_MAX_PORT: max }, ctx) => {
   if (min > max) {
     ctx.addIssue({ code: 'custom', path: ['PASV_MIN_PORT'], message: `must not be greater than PASV_MAX_PORT (${min} > ${max})` });
@@ -158,9 +174,22 @@ function toConfig(v: Variables): Config {
       minVersion: v.TLS_MIN_VERSION,
       ciphers: v.TLS_CIPHERS,
       requireSessionReuse: v.TLS_REQUIRE_SESSION_REUSE,
+      clientCaPath: v.TLS_CLIENT_CA_PATH,
+      clientAuth: v.TLS_CLIENT_AUTH,
+      handshakeTimeoutSeconds: v.TLS_HANDSHAKE_TIMEOUT_SECONDS,
     },
     storage: { root: v.FTP_ROOT },
-    auth: { user: v.FTP_USER, password: v.FTP_PASSWORD, loginMaxAttempts: v.LOGIN_MAX_ATTEMPTS },
+    auth: {
+      user: v.FTP_USER,
+      password: v.FTP_PASSWORD,
+      loginMaxAttempts: v.LOGIN_MAX_ATTEMPTS,
+      usersFile: v.FTP_USERS_FILE,
+      anonymous: v.FTP_ANONYMOUS,
+      anonymousRoot: v.FTP_ANONYMOUS_ROOT ?? v.FTP_ROOT,
+      banThreshold: v.LOGIN_BAN_THRESHOLD,
+      banWindowSeconds: v.LOGIN_BAN_WINDOW_SECONDS,
+      banSeconds: v.LOGIN_BAN_SECONDS,
+    },
     limits: {
       maxConnections: v.MAX_CONNECTIONS,
       maxConnectionsPerIp: v.MAX_CONNECTIONS_PER_IP,
@@ -182,6 +211,7 @@ export const envSchema = z.preprocess(
       bothOrNeither('DATA_TLS_CERT_PATH', 'DATA_TLS_KEY_PATH'),
       bothOrNeither('FTP_USER', 'FTP_PASSWORD'),
       pasvRange,
+      clientAuthNeedsCa,
     )
     .transform(toConfig),
 );
