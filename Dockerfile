@@ -25,5 +25,7 @@ VOLUME /data
 EXPOSE 21 990 30000-30009
 HEALTHCHECK --interval=30s --timeout=6s --start-period=10s --retries=3 \
   CMD ["node", "/app/dist/main.js", "healthcheck"]
-ENTRYPOINT ["node", "/app/dist/main.js"]
+# A small young generation: short-lived TLS buffers are collected sooner, keeping upload RSS growth under
+# 64 MiB at no measured throughput cost (bench/throughput.mjs).
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/dist/main.js"]
 CMD ["serve"]
