@@ -1,9 +1,12 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { hashPassword } from './auth/password-hash.js';
 import type { Config } from './config/config.js';
 import { describeConfig } from './config/describe.js';
 
 const HEALTHCHECK_TIMEOUT_MS = 5_000;
+/** Longer than any password an FTP command line (4096 bytes) could carry. */
+const MAX_PASSWORD_BYTES = 4096;
 
 /** `check-config`: the resolved configuration, secrets redacted. */
 export function checkConfig(config: Config): string {
@@ -47,4 +50,25 @@ export async function healthcheck(config: Config): Promise<{ healthy: boolean; m
     socket.end();
     setTimeout(() => socket.destroy(), 200).unref();
   }
+}
+
+/**
+ * `hash-password`: the password is the one line of `input` (never an argument, which `ps` would show), a
+ * trailing newline dropped. Returns the scrypt hash for FTP_USERS_FILE, or why there is none.
+ */
+export async function hashPasswordFrom(
+  input: AsyncIterable<Buffer | string>,
+): Promise<{ ok: true; hash: string } | { ok: false; message: string }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of input) {
+    const bytes = Buffer.from(chunk);
+    chunks.push(bytes);
+    size += bytes.length;
+    if (size > MAX_PASSWORD_BYTES) return { ok: false, message: `input longer than ${MAX_PASSWORD_BYTES} bytes` };
+  }
+  const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  if (/[\r\n]/.test(password)) return { ok: false, message: 'expected one line (the password) on standard input' };
+  if (password === '') return { ok: false, message: 'empty password on standard input' };
+  return { ok: true, hash: await hashPassword(password) };
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { checkConfig, healthcheck } from './cli.js';
+import { checkConfig, hashPasswordFrom, healthcheck } from './cli.js';
 import { ConfigError, type Config } from './config/config.js';
 import { loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
@@ -55,6 +55,16 @@ const commands: Record<string, () => Promise<void>> = {
     const { healthy, message } = await healthcheck(configOrExit());
     process.stdout.write(`${message}\n`);
     process.exit(healthy ? 0 : 1);
+  },
+  'hash-password': async () => {
+    // Typed at a terminal the password shows; a pipe (printf '%s' "$PASSWORD" | …) keeps it off the screen.
+    if (process.stdin.isTTY) process.stderr.write('Password, then Enter and Ctrl-D: ');
+    const result = await hashPasswordFrom(process.stdin);
+    if (!result.ok) {
+      process.stderr.write(`hash-password: ${result.message}\n`);
+      process.exit(1);
+    }
+    process.stdout.write(`${result.hash}\n`);
   },
 };
 

@@ -1,24 +1,70 @@
 import { randomBytes } from 'node:crypto';
-import type { Config } from '../config/config.js';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { ConfigError, type Config } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
+import { AnonymousUserStore, isAnonymousName } from './anonymous-user-store.js';
+import { CompositeUserStore } from './composite-user-store.js';
+import { FileUserStore } from './file-user-store.js';
 import { StaticUserStore } from './static-user-store.js';
 import type { UserStore } from './user-store.js';
 
 export const DEFAULT_USER = 'ftp';
+const USERS_FILE_POLL_MS = 5_000;
+
+const isWithin = (dir: string, inner: string): boolean => {
+  const rel = path.relative(dir, inner);
+  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+};
 
 /**
- * FTP_USER/FTP_PASSWORD, or, when no user is configured, user "ftp" with a random password shown once,
- * so a first `docker run` works and nothing is guessable.
+ * The user sources the configuration names, combined. A name belongs to one source only:
+ * - FTP_USER/FTP_PASSWORD: one read-write user whose home is FTP_ROOT;
+ * - FTP_USERS_FILE: users with their own homes under FTP_ROOT; a line naming FTP_USER, or an anonymous name
+ *   while FTP_ANONYMOUS is on, is an error in the file (FTP_USER wins);
+ * - FTP_ANONYMOUS: "anonymous"/"ftp" with any password, read-only in FTP_ANONYMOUS_ROOT.
+ * Only when none of them is configured is user "ftp" created with a random password shown once, so a first
+ * `docker run` works and nothing is guessable; anonymous access or a users file alone never creates it.
  */
-export function createUserStore(config: Config, log: Logger): UserStore {
-  const home = config.storage.root;
-  if (config.auth.user !== undefined && config.auth.password !== undefined) {
-    return new StaticUserStore({ name: config.auth.user, homeDir: home, writable: true }, config.auth.password);
+export async function createUserStore(config: Config, log: Logger): Promise<UserStore> {
+  const { auth, storage } = config;
+  const sources: UserStore[] = [];
+  if (auth.user !== undefined && auth.password !== undefined) {
+    if (auth.anonymous && isAnonymousName(auth.user)) {
+      throw new ConfigError([`FTP_USER: "${auth.user}" is an anonymous login name, and FTP_ANONYMOUS is true`]);
+    }
+    sources.push(new StaticUserStore({ name: auth.user, homeDir: storage.root, writable: true }, auth.password));
   }
-  const generated = randomBytes(12).toString('base64url');
-  log.warn(
-    { user: DEFAULT_USER },
-    `No user configured (FTP_USER/FTP_PASSWORD): created user "${DEFAULT_USER}" with password ${generated} for this run`,
-  );
-  return new StaticUserStore({ name: DEFAULT_USER, homeDir: home, writable: true }, generated);
+  if (auth.usersFile !== undefined) {
+    const claimedBy = (name: string) =>
+      name === auth.user ? 'FTP_USER' : auth.anonymous && isAnonymousName(name) ? 'FTP_ANONYMOUS' : undefined;
+    const store = await FileUserStore.open({
+      file: auth.usersFile,
+      root: storage.root,
+      claimedBy,
+      log,
+      pollIntervalMs: USERS_FILE_POLL_MS,
+    });
+    log.info({ file: auth.usersFile, users: store.size }, 'users file loaded');
+    sources.push(store);
+  }
+  if (auth.anonymous) {
+    await mkdir(auth.anonymousRoot, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+      throw new ConfigError([`FTP_ANONYMOUS_ROOT: cannot create ${auth.anonymousRoot} (${err.code ?? 'error'})`]);
+    });
+    if (auth.usersFile !== undefined && isWithin(auth.anonymousRoot, storage.root)) {
+      log.warn('FTP_ANONYMOUS_ROOT contains FTP_ROOT: anonymous users can read every users-file home');
+    }
+    sources.push(new AnonymousUserStore(auth.anonymousRoot));
+  }
+  if (sources.length === 0) {
+    const generated = randomBytes(12).toString('base64url');
+    log.warn(
+      { user: DEFAULT_USER },
+      'No user configured (FTP_USER/FTP_PASSWORD, FTP_USERS_FILE, FTP_ANONYMOUS): ' +
+        `created user "${DEFAULT_USER}" with password ${generated} for this run`,
+    );
+    return new StaticUserStore({ name: DEFAULT_USER, homeDir: storage.root, writable: true }, generated);
+  }
+  return sources.length === 1 ? sources[0]! : new CompositeUserStore(sources);
 }

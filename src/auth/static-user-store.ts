@@ -21,6 +21,7 @@ export class StaticUserStore implements UserStore {
     // Evaluate both comparisons always, so an unknown user costs the same as a wrong password.
     const nameOk = timingSafeEqual(digest(name), this.nameDigest);
     const passwordOk = timingSafeEqual(digest(password), this.passwordDigest);
-    return nameOk && passwordOk ? { ok: true, account: this.account } : { ok: false };
+    if (!nameOk) return { ok: false, reason: 'unknown-user' };
+    return passwordOk ? { ok: true, account: this.account } : { ok: false, reason: 'wrong-password' };
   }
 }

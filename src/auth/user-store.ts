@@ -10,9 +10,16 @@ export interface Account {
   readonly writable: boolean;
 }
 
-export type AuthResult = { readonly ok: true; readonly account: Account } | { readonly ok: false };
+/** Why a login failed: for the server's log only, the client always gets the same reply. */
+export type AuthFailure = 'unknown-user' | 'wrong-password' | 'address-not-allowed' | 'address-banned';
+
+export type AuthResult =
+  | { readonly ok: true; readonly account: Account }
+  | { readonly ok: false; readonly reason: AuthFailure };
 
 /** Source of users. Implementations must take the same time for unknown users and wrong passwords. */
 export interface UserStore {
   authenticate(name: string, password: string, peer: PeerInfo): Promise<AuthResult>;
+  /** Stops background work such as watching a users file. */
+  close?(): void;
 }

@@ -111,7 +111,7 @@ export const pass = defineCommand({
       return reply(Code.LoggedIn, 'Login successful');
     }
     ctx.state.loginFailures++;
-    ctx.log.warn({ user: name, failures: ctx.state.loginFailures }, 'login failed');
+    ctx.log.warn({ user: name, failures: ctx.state.loginFailures, reason: result.reason }, 'login failed');
     await sleep(LOGIN_FAILURE_DELAY_MS);
     if (ctx.state.loginFailures >= ctx.config.auth.loginMaxAttempts) {
       throw new FtpError(Code.NotLoggedIn, 'Login incorrect; too many failures, closing connection', {

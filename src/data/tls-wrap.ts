@@ -12,6 +12,7 @@ export interface DataTlsPolicy {
   readonly sessionIds: net.Server;
   /** The handshake must resume this session's control TLS session. */
   readonly requireReuse: boolean;
+  /** TLS_HANDSHAKE_TIMEOUT_SECONDS, at most DATA_TIMEOUT_SECONDS. */
   readonly handshakeTimeoutMs: number;
 }
 
@@ -33,10 +34,11 @@ export function openDataConnection(
     stallTimeoutMs,
   );
   const handshake = new Promise<Duplex>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out')),
-      policy.handshakeTimeoutMs,
-    );
+    const timer = setTimeout(() => {
+      reject(new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out'));
+      // Free the socket even if no transfer is waiting for it.
+      secure.destroy();
+    }, policy.handshakeTimeoutMs);
     secure.once('secure', () => {
       clearTimeout(timer);
       if (policy.requireReuse && !secure.isSessionReused()) {

@@ -37,11 +37,6 @@ export async function createServer(config: Config, log: Logger, users?: UserStor
     if (m.selfSigned) log.warn(entry, 'no certificate found: using a generated self-signed certificate');
     else log.info(entry, 'certificate loaded');
   }
-  return new FtpServer({
-    config,
-    log,
-    tls: new TlsContextFactory(material, config.tls),
-    users: users ?? createUserStore(config, log),
-    pasvAddress,
-  });
+  const store = users ?? (await createUserStore(config, log));
+  return new FtpServer({ config, log, tls: new TlsContextFactory(material, config.tls), users: store, pasvAddress });
 }

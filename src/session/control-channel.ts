@@ -38,21 +38,13 @@ export class ControlChannel {
     });
   }
 
-  /** Starts reading plain-text commands (explicit mode). Implicit mode calls upgrade() instead. */
+  /** Starts reading commands: at once in explicit mode, after upgrade() (and its checks) with TLS. */
   start(): void {
-    this.attach();
+    this.socket.on('data', this.onData);
   }
 
   get secure(): boolean {
     return this.socket instanceof tls.TLSSocket;
-  }
-
-  get tlsSocket(): tls.TLSSocket | undefined {
-    return this.socket instanceof tls.TLSSocket ? this.socket : undefined;
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
   }
 
   send(r: Reply): void {
@@ -68,25 +60,38 @@ export class ControlChannel {
     this.socket.resume();
   }
 
+  /** Resolves once the client has read what was sent (or the connection closed). */
+  async drained(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.raw.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.raw.on('close', done);
+    });
+  }
+
   /**
-   * Switches to TLS in place. Bytes the client pipelined after AUTH in plain text are dropped: they
-   * must not be executed as if they had come over TLS (STARTTLS command injection).
+   * Switches to TLS in place; reading resumes with start(), so that the caller can check the client first.
+   * Bytes the client pipelined after AUTH in plain text are dropped: they must not be executed as if they
+   * had come over TLS (STARTTLS command injection).
    */
   async upgrade(
-    context: tls.SecureContext,
+    /** `server` records the session IDs this handshake issues (src/tls/session-contexts.ts). */
+    options: Pick<tls.TLSSocketOptions, 'secureContext' | 'server' | 'requestCert' | 'rejectUnauthorized'>,
     handshakeTimeoutMs: number,
-    /** Records the session IDs this handshake issues (src/tls/session-contexts.ts). */
-    sessionIds?: net.Server,
   ): Promise<tls.TLSSocket> {
     this.socket.removeListener('data', this.onData);
     this.pending = [];
     this.pendingBytes = 0;
     this.discarding = false;
-    const secure = new tls.TLSSocket(this.raw, { isServer: true, secureContext: context, server: sessionIds });
+    const secure = new tls.TLSSocket(this.raw, { ...options, isServer: true });
     secure.on('error', () => undefined);
     this.socket = secure;
     await handshake(secure, handshakeTimeoutMs);
-    this.attach();
     return secure;
   }
 
@@ -100,10 +105,6 @@ export class ControlChannel {
 
   destroy(): void {
     this.raw.destroy();
-  }
-
-  private attach(): void {
-    this.socket.on('data', this.onData);
   }
 
   private consume(chunk: Buffer): void {

@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import type tls from 'node:tls';
 import type { Account, AuthResult, UserStore } from '../auth/user-store.js';
 import type { CommandCatalog, CommandContext, DataConnections, Endpoint, SessionState } from '../commands/context.js';
 import { errorToReply } from '../commands/errors.js';
@@ -16,6 +17,7 @@ import { parseCommand, type CommandLine } from '../protocol/parse-command.js';
 import { Code, reply, type Reply } from '../protocol/replies.js';
 import type { StorageBackend } from '../storage/storage.js';
 import { ROOT } from '../storage/virtual-path.js';
+import { ClientCertificateRefused, clientAuthOptions, verifyClientCertificate } from '../tls/client-certificates.js';
 import type { SessionTlsContexts, TlsContextFactory } from '../tls/session-contexts.js';
 import { ControlChannel } from './control-channel.js';
 
@@ -24,7 +26,20 @@ export const MAX_LINE_BYTES = 4096;
 const MAX_OVERLONG_LINES = 3;
 /** Commands a client may pipeline before we stop reading from it. */
 const MAX_QUEUED_COMMANDS = 32;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * How long after its greeting a connection may stay without a successful login: IDLE_TIMEOUT_SECONDS if shorter
+ * (the TLS handshake of implicit mode before it has TLS_HANDSHAKE_TIMEOUT_SECONDS of its own). The idle timer
+ * restarts with every command, so without this bound a client sending NOOP now and then would hold its
+ * connection slot for ever without ever logging in.
+ */
+const LOGIN_DEADLINE_SECONDS = 60;
+
+/** The server's count of failed logins per client address (src/server/login-bans.ts). */
+export interface LoginFailures {
+  isBanned(address: string): boolean;
+  /** True when the address is banned now. */
+  recordFailure(address: string): boolean;
+}
 
 export interface SessionDeps {
   readonly config: Config;
@@ -32,6 +47,7 @@ export interface SessionDeps {
   readonly commands: CommandRegistry;
   readonly users: UserStore;
   readonly tls: TlsContextFactory;
+  readonly logins: LoginFailures;
   readonly ports: PortPool;
   /** PASV_ADDRESS resolved to an IP at start; undefined = the control connection's local address. */
   readonly pasvAddress: string | undefined;
@@ -70,6 +86,7 @@ export class Session implements CommandContext {
   private busy = false;
   private overlongLines = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  private loginTimer: NodeJS.Timeout | undefined;
   private tlsContexts: SessionTlsContexts | undefined;
   private pendingData: PendingDataChannel | undefined;
   private transfer: RunningTransfer | undefined;
@@ -110,18 +127,16 @@ export class Session implements CommandContext {
 
   async start(): Promise<void> {
     if (this.config.ftps.implicit) {
-      try {
-        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS, this.sessionTls().controlSessionIds);
-      } catch (err) {
-        this.log.info({ err: String(err) }, 'implicit TLS handshake failed');
-        this.channel.destroy();
-        return;
-      }
+      if (!(await this.secureControl('implicit TLS handshake failed'))) return;
     } else {
       this.channel.start();
     }
     this.channel.send(reply(Code.ServiceReady, this.config.ftps.banner));
     this.armIdleTimer();
+    // Armed after the idle timer: when both are equally long, a client that stayed silent hears "idle".
+    const deadline = Math.min(LOGIN_DEADLINE_SECONDS, this.config.limits.idleTimeoutSeconds);
+    this.loginTimer = setTimeout(() => this.onLoginDeadline(), deadline * 1000);
+    this.loginTimer.unref();
   }
 
   /** Server shutdown: idle sessions get 421 now, a running transfer may finish first. */
@@ -159,6 +174,9 @@ export class Session implements CommandContext {
     this.busy = true;
     try {
       for (let next = this.queue.shift(); next && !this.ended; next = this.queue.shift()) {
+        // A client that sends commands but never reads the replies must not pile them up in our memory.
+        await this.channel.drained();
+        if (this.ended) break;
         await this.execute(next);
       }
     } finally {
@@ -209,15 +227,45 @@ export class Session implements CommandContext {
     } else if (action === 'upgrade') {
       // Commands pipelined behind AUTH arrived in plain text: drop them.
       this.queue.length = 0;
-      try {
-        await this.channel.upgrade(this.sessionTls().control, HANDSHAKE_TIMEOUT_MS, this.sessionTls().controlSessionIds);
-        this.log = this.log.child({ tls: this.channel.tlsSocket?.getProtocol() });
-        this.log.debug('control connection upgraded to TLS');
-      } catch (err) {
-        this.log.info({ err: String(err) }, 'TLS handshake after AUTH failed');
-        this.channel.destroy();
-      }
+      if (await this.secureControl('TLS handshake after AUTH failed')) this.log.debug('control connection upgraded to TLS');
     }
+  }
+
+  /**
+   * The control connection's TLS handshake (implicit mode, or after AUTH) and the client certificate check.
+   * No command is read before both passed. False when the connection was closed instead.
+   */
+  private async secureControl(failure: string): Promise<boolean> {
+    const tlsContexts = this.sessionTls();
+    const mode = this.config.tls.clientAuth;
+    let secure: tls.TLSSocket;
+    try {
+      secure = await this.channel.upgrade(
+        { secureContext: tlsContexts.control, server: tlsContexts.controlSessionIds, ...clientAuthOptions(mode) },
+        this.config.tls.handshakeTimeoutSeconds * 1000,
+      );
+    } catch (err) {
+      // With TLS_CLIENT_AUTH=required, OpenSSL itself ends a handshake that brought no certificate.
+      if ((err as NodeJS.ErrnoException).code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
+        this.log.warn({ reason: 'no certificate presented' }, 'client certificate refused');
+      } else {
+        this.log.info({ err: String(err) }, failure);
+      }
+      this.channel.destroy();
+      return false;
+    }
+    try {
+      const clientCert = verifyClientCertificate(secure, mode);
+      this.log = this.log.child({ tls: secure.getProtocol(), ...(clientCert && { clientCert }) });
+    } catch (err) {
+      if (!(err instanceof ClientCertificateRefused)) throw err;
+      this.log.warn({ reason: err.reason, clientCert: err.certificate }, 'client certificate refused');
+      this.channel.send(reply(Code.ServiceNotAvailable, 'Client certificate not accepted, closing control connection'));
+      this.channel.close();
+      return false;
+    }
+    this.channel.start();
+    return true;
   }
 
   private onOverlong(): void {
@@ -245,9 +293,17 @@ export class Session implements CommandContext {
     this.channel.close();
   }
 
+  private onLoginDeadline(): void {
+    if (this.state.account) return;
+    this.log.info('no login in time, closing');
+    this.channel.send(reply(Code.ServiceNotAvailable, 'Login timed out, closing control connection'));
+    this.channel.close();
+  }
+
   private onClose(): void {
     this.ended = true;
     clearTimeout(this.idleTimer);
+    clearTimeout(this.loginTimer);
     // The transfer's handler then cleans up (temporary upload file) and finishes it in execute().
     this.transfer?.controller.abort();
     this.pendingData?.dispose();
@@ -263,11 +319,20 @@ export class Session implements CommandContext {
     return this.storageBackend;
   }
 
-  authenticate(user: string, password: string): Promise<AuthResult> {
-    return this.deps.users.authenticate(user, password, { address: this.peer.address });
+  async authenticate(user: string, password: string): Promise<AuthResult> {
+    const { logins } = this.deps;
+    const address = this.peer.address;
+    // A banned address gets no more guesses, not even on connections it opened before the ban.
+    const result: AuthResult = logins.isBanned(address)
+      ? { ok: false, reason: 'address-banned' }
+      : await this.deps.users.authenticate(user, password, { address });
+    // The failure that completes a ban ends this connection too, after the usual reply.
+    if (!result.ok && logins.recordFailure(address)) this.closeAfterReply();
+    return result;
   }
 
   async login(account: Account): Promise<void> {
+    clearTimeout(this.loginTimer);
     this.storageBackend = this.deps.openStorage(account);
     this.state.account = account;
     this.state.cwd = ROOT;
@@ -358,7 +423,7 @@ export class Session implements CommandContext {
       context: this.sessionTls().data,
       sessionIds: this.sessionTls().dataSessionIds,
       requireReuse: this.config.tls.requireSessionReuse,
-      handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, this.config.data.timeoutSeconds * 1000),
+      handshakeTimeoutMs: Math.min(this.config.tls.handshakeTimeoutSeconds, this.config.data.timeoutSeconds) * 1000,
     };
   }
 

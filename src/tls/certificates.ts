@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { generate } from 'selfsigned';
 import { ConfigError, type Config } from '../config/config.js';
+import { identityOf } from './client-certificates.js';
 import { secureContextOptions, type TlsContextOptions } from './session-contexts.js';
 
 export interface TlsMaterial {
@@ -15,6 +16,11 @@ export interface TlsMaterial {
   subject: string;
   validTo: Date;
   selfSigned: boolean;
+  /**
+   * Control material only, when TLS_CLIENT_AUTH is optional or required: the PEM CA certificates
+   * (TLS_CLIENT_CA_PATH) that client certificates must chain to.
+   */
+  clientCa?: string;
 }
 
 interface PairSource {
@@ -29,8 +35,9 @@ interface PairSource {
 type Checks = Pick<TlsContextOptions, 'minVersion' | 'ciphers'> & { readonly passphrase: string | undefined };
 
 /**
- * Reads and validates the control certificate and key (a self-signed pair when the default files are absent)
- * and the data pair, which is the control pair itself unless DATA_TLS_* are set.
+ * Reads and validates the control certificate and key (a self-signed pair when the default files are absent),
+ * with the client CA when client certificates are asked for, and the data pair, which is the control pair
+ * itself unless DATA_TLS_* are set.
  * Every problem found becomes one line of the ConfigError; the passphrase never appears in one.
  */
 export async function loadTlsMaterial(config: Config): Promise<{ control: TlsMaterial; data: TlsMaterial }> {
@@ -40,7 +47,7 @@ export async function loadTlsMaterial(config: Config): Promise<{ control: TlsMat
     ciphers: checkedCiphers(config.tls, problems),
     passphrase: config.tls.keyPassphrase,
   };
-  const control = await loadPair(
+  const pair = await loadPair(
     {
       certVar: 'TLS_CERT_PATH',
       keyVar: 'TLS_KEY_PATH',
@@ -51,6 +58,8 @@ export async function loadTlsMaterial(config: Config): Promise<{ control: TlsMat
     checks,
     problems,
   );
+  const clientCa = config.tls.clientAuth === 'none' ? undefined : await loadClientCa(config.tls.clientCaPath, problems);
+  const control = pair && clientCa !== undefined ? { ...pair, clientCa } : pair;
   const { tlsCertPath, tlsKeyPath } = config.data;
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
     problems.push('DATA_TLS_CERT_PATH/DATA_TLS_KEY_PATH: set both or neither');
@@ -131,8 +140,7 @@ function inspect(
     cert,
     key,
     passphrase: checks.passphrase,
-    fingerprint256: x509.fingerprint256,
-    subject: x509.subject.split('\n').join(', '),
+    ...identityOf(x509),
     validTo: x509.validToDate,
     selfSigned,
   };
@@ -154,6 +162,39 @@ function keyProblem(source: PairSource, key: string, passphrase: string | undefi
   return passphrase === undefined
     ? `TLS_KEY_PASSPHRASE: not set, but ${source.keyPath} (${source.keyVar}) is encrypted`
     : `TLS_KEY_PASSPHRASE: does not decrypt ${source.keyPath} (${source.keyVar})`;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+/** The CA bundle as it is, once every certificate in it parses and OpenSSL accepts it as trust anchors. */
+async function loadClientCa(path: string | undefined, problems: string[]): Promise<string | undefined> {
+  // The schema requires the path whenever client certificates are asked for.
+  if (path === undefined) return undefined;
+  const { text, code } = await readPem(path);
+  if (text === undefined) {
+    problems.push(`TLS_CLIENT_CA_PATH: cannot read ${path} (${code})`);
+    return undefined;
+  }
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) {
+    problems.push(`TLS_CLIENT_CA_PATH: ${path} holds no PEM certificate`);
+    return undefined;
+  }
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      problems.push(`TLS_CLIENT_CA_PATH: certificate ${i + 1} in ${path} is not valid (${reason(error)})`);
+      return undefined;
+    }
+  }
+  try {
+    tls.createSecureContext({ ca: text });
+  } catch (error) {
+    problems.push(`TLS_CLIENT_CA_PATH: ${path} is refused by OpenSSL (${reason(error)})`);
+    return undefined;
+  }
+  return text;
 }
 
 /** OpenSSL's reason without its prefix: 'error:0A0000B9:SSL routines::no cipher match' → 'no cipher match'. */

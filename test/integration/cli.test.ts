@@ -1,10 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parsePasswordHash, verifyPassword } from '../../src/auth/password-hash.js';
 import { RawFtpClient } from '../support/raw-client.js';
 
 // The built entry point, as the container runs it (npm test builds first).
@@ -17,6 +18,13 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as net.AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** `node dist/main.js hash-password` with `input` on standard input. */
+function hashPasswordProcess(input: string): Promise<{ stdout: string; stderr: string }> {
+  const running = run(process.execPath, [MAIN, 'hash-password'], { env: { PATH: process.env.PATH ?? '' } });
+  running.child.stdin!.end(input);
+  return running;
 }
 
 async function baseEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
@@ -124,5 +132,53 @@ describe('command line', () => {
     expect((await client.read()).code).toBe(421);
     expect(await exited).toBe(0);
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('hash-password reads the password from standard input and prints a hash that logs in through FTP_USERS_FILE', async () => {
+    const { stdout, stderr } = await hashPasswordProcess('pass phrase with spaces\n');
+    const hash = stdout.trim();
+    expect(hash).toMatch(/^\$scrypt\$ln=15,r=8,p=1\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/);
+    expect(stderr).toBe('');
+    const parsed = parsePasswordHash(hash);
+    if (!('hash' in parsed)) throw new Error(parsed.problem);
+    // The newline ends the line; it is not part of the password.
+    expect(await verifyPassword(parsed.hash, 'pass phrase with spaces')).toBe(true);
+
+    const env = await baseEnv();
+    const usersFile = path.join(path.dirname(env.FTP_ROOT!), 'users');
+    await writeFile(usersFile, `# made by hash-password\r\nzoe:${hash}:zoe:rw\r\n`);
+    await startProcess({ ...env, FTP_USERS_FILE: usersFile });
+    const client = await RawFtpClient.connect(Number(env.FTPS_PORT));
+    cleanups.push(() => client.close());
+    await client.read();
+    await client.upgrade();
+    expect((await client.login('zoe', 'pass phrase with spaces')).code).toBe(230);
+  });
+
+  it.each([
+    ['nothing', '', 'empty password'],
+    ['an empty line', '\n', 'empty password'],
+    ['two lines', 'one\ntwo\n', 'expected one line'],
+  ])('hash-password refuses %s on standard input with exit code 1', async (_case, input, message) => {
+    const failure = await hashPasswordProcess(input).catch((e: { code: number; stdout: string; stderr: string }) => e);
+    expect(failure).toMatchObject({ code: 1, stdout: '' });
+    expect((failure as { stderr: string }).stderr).toContain(`hash-password: ${message}`);
+  });
+
+  it('serve refuses a users file with bad lines: exit code 1, each line number, no hash', async () => {
+    const env = await baseEnv();
+    const usersFile = path.join(path.dirname(env.FTP_ROOT!), 'users');
+    const hash = '$2y$05$clGbfFgP3w84.BxeAH0e8OPXBSqf/k8EEMe9xKMvd9VbYvVb8nkvS';
+    await writeFile(usersFile, `# users\nalice:${hash}:alice:rw\nbob:${hash}:bob:rx\ncarol:plaintext:carol:ro\n`);
+    const failure = await run(process.execPath, [MAIN], { env: { ...env, FTP_USERS_FILE: usersFile } }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(failure).toMatchObject({ code: 1 });
+    const stderr = (failure as { stderr: string }).stderr;
+    expect(stderr).toContain('FTP_USERS_FILE: line 3: unknown permissions "rx" (rw or ro)');
+    expect(stderr).toContain('FTP_USERS_FILE: line 4: password hash is neither bcrypt');
+    expect(stderr).not.toContain(hash);
+    expect(stderr).not.toContain('plaintext');
+    expect(stderr).not.toMatch(/\n\s+at /);
   });
 });

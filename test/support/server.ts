@@ -21,7 +21,8 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-let nextPasvBase = 40000 + (process.pid % 200) * 100;
+// Below Linux's ephemeral port range (32768+), so outgoing connections never occupy a passive port.
+let nextPasvBase = 20000 + (process.pid % 100) * 100;
 
 /**
  * The real server, in process, on an ephemeral loopback port, with a fresh temporary FTP_ROOT and a

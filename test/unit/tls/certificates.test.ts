@@ -212,3 +212,56 @@ describe('loadTlsMaterial', () => {
     await expect(loadTlsMaterial(config)).resolves.toBeDefined();
   });
 });
+
+describe('loadTlsMaterial: the client CA (TLS_CLIENT_CA_PATH)', () => {
+  const clientAuth = (caPath: string, mode: Config['tls']['clientAuth'] = 'required'): Overrides['tls'] => ({
+    clientAuth: mode,
+    clientCaPath: caPath,
+  });
+
+  it('loads a CA bundle into the control material only', async () => {
+    const caPath = join(dir, 'clients.pem');
+    const bundle = `${pairA.cert}\n${pairB.cert}`;
+    await writeFile(caPath, bundle);
+    const shared = await loadTlsMaterial(testConfig(dir, { tls: clientAuth(caPath, 'optional') }));
+    expect(shared.control.clientCa).toBe(bundle);
+    expect(shared.data).toBe(shared.control);
+
+    const data = await writePair('data', pairB);
+    const separate = await loadTlsMaterial(
+      testConfig(dir, { tls: clientAuth(caPath), data: { tlsCertPath: data.certPath, tlsKeyPath: data.keyPath } }),
+    );
+    expect(separate.control.clientCa).toBe(bundle);
+    expect(separate.data.clientCa).toBeUndefined();
+  });
+
+  it('ignores TLS_CLIENT_CA_PATH when TLS_CLIENT_AUTH is none', async () => {
+    const { control } = await loadTlsMaterial(testConfig(dir, { tls: clientAuth(join(dir, 'missing.pem'), 'none') }));
+    expect(control.clientCa).toBeUndefined();
+  });
+
+  it.each([
+    ['a missing file', undefined, (p: string) => `TLS_CLIENT_CA_PATH: cannot read ${p} (ENOENT)`],
+    ['a file without a certificate', 'not a certificate\n', (p: string) => `TLS_CLIENT_CA_PATH: ${p} holds no PEM certificate`],
+    [
+      'a damaged certificate',
+      '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+      (p: string) => new RegExp(`^TLS_CLIENT_CA_PATH: certificate 1 in ${p} is not valid \\(.+\\)$`),
+    ],
+  ])('names TLS_CLIENT_CA_PATH for %s', async (_label, content, expected) => {
+    const caPath = join(dir, 'clients.pem');
+    if (content !== undefined) await writeFile(caPath, content);
+    const lines = await problems(testConfig(dir, { tls: clientAuth(caPath) }));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(expected(caPath));
+  });
+
+  it('reports a CA problem together with the other problems', async () => {
+    const paths = await writePair('server', { cert: pairA.cert, key: pairB.key });
+    const caPath = join(dir, 'missing.pem');
+    expect(await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true, ...clientAuth(caPath) } }))).toEqual([
+      'TLS_CERT_PATH/TLS_KEY_PATH: the private key does not match the certificate',
+      `TLS_CLIENT_CA_PATH: cannot read ${caPath} (ENOENT)`,
+    ]);
+  });
+});

@@ -1,0 +1,126 @@
+import net from 'node:net';
+import path from 'node:path';
+import { parsePasswordHash, type PasswordHash } from './password-hash.js';
+import type { Account } from './user-store.js';
+
+export interface FileUser {
+  readonly account: Account;
+  readonly hash: PasswordHash;
+  /** Client addresses the user may log in from; undefined = any. */
+  readonly allowedFrom: net.BlockList | undefined;
+}
+
+export interface LineProblem {
+  readonly line: number;
+  readonly message: string;
+}
+
+export interface UsersFileOptions {
+  /** FTP_ROOT: homes are relative to it and must stay inside it. */
+  readonly root: string;
+  /** The source (e.g. "FTP_USER") that already provides `name`, if any: a name belongs to one source only. */
+  readonly claimedBy: (name: string) => string | undefined;
+}
+
+export const USERS_FILE_FORMAT = 'name:password-hash:home:permissions[:allowed-cidrs]';
+
+/** Thrown by the field parsers; one per line, reported with the line number. */
+class BadLine extends Error {}
+
+const quote = (s: string): string => JSON.stringify(s);
+
+/**
+ * `name:password-hash:home:permissions[:allowed-cidrs]` per line; `#` comments and blank lines are skipped,
+ * CRLF is fine. Everything after the fourth colon is the address list, so IPv6 entries need no escaping.
+ * Problem texts never contain a hash.
+ */
+export function parseUsersFile(
+  text: string,
+  options: UsersFileOptions,
+): { users: ReadonlyMap<string, FileUser>; problems: readonly LineProblem[] } {
+  const users = new Map<string, FileUser>();
+  const definedOn = new Map<string, number>();
+  const problems: LineProblem[] = [];
+  text
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n/)
+    .forEach((raw, index) => {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) return;
+      try {
+        const user = parseLine(line, options);
+        const earlier = definedOn.get(user.account.name);
+        if (earlier !== undefined) throw new BadLine(`user ${quote(user.account.name)} is already defined on line ${earlier}`);
+        definedOn.set(user.account.name, index + 1);
+        users.set(user.account.name, user);
+      } catch (err) {
+        if (!(err instanceof BadLine)) throw err;
+        problems.push({ line: index + 1, message: err.message });
+      }
+    });
+  return { users, problems };
+}
+
+function parseLine(line: string, options: UsersFileOptions): FileUser {
+  const [nameField, hashField, homeField, permissionsField, ...rest] = line.split(':');
+  if (permissionsField === undefined) throw new BadLine(`expected ${USERS_FILE_FORMAT}`);
+  // Checked in field order, so the reported problem is the first one on the line.
+  const name = parseName(nameField!, options);
+  const hash = parseHash(hashField!);
+  const homeDir = parseHome(homeField!, options.root);
+  const writable = parsePermissions(permissionsField);
+  const allowedFrom = rest.length === 0 ? undefined : parseAllowList(rest.join(':'));
+  return { account: { name, homeDir, writable }, hash, allowedFrom };
+}
+
+function parseName(name: string, options: UsersFileOptions): string {
+  if (!/^[^\s\p{Cc}]+$/u.test(name)) throw new BadLine(`user name ${quote(name)} is empty or contains white space`);
+  const owner = options.claimedBy(name);
+  if (owner !== undefined) throw new BadLine(`user ${quote(name)} is already defined by ${owner}`);
+  return name;
+}
+
+function parseHash(text: string): PasswordHash {
+  const parsed = parsePasswordHash(text);
+  if ('problem' in parsed) throw new BadLine(parsed.problem);
+  return parsed.hash;
+}
+
+/** Relative to FTP_ROOT; "." is FTP_ROOT itself. Without ".." segments a relative path cannot leave the root. */
+function parseHome(home: string, root: string): string {
+  if (home === '' || path.isAbsolute(home) || home.split('/').includes('..')) {
+    throw new BadLine(`home ${quote(home)} must be a relative path inside FTP_ROOT (no "..")`);
+  }
+  return path.resolve(root, home);
+}
+
+function parsePermissions(text: string): boolean {
+  if (text === 'rw') return true;
+  if (text === 'ro') return false;
+  throw new BadLine(`unknown permissions ${quote(text)} (rw or ro)`);
+}
+
+/** Comma-separated addresses and CIDRs, IPv4 and IPv6. */
+function parseAllowList(text: string): net.BlockList {
+  const list = new net.BlockList();
+  const entries = text.split(',').map((e) => e.trim());
+  if (entries.every((e) => e === '')) throw new BadLine('empty allowed-cidrs (leave the field out to allow any address)');
+  for (const entry of entries) {
+    const [address = '', prefix, extra] = entry.split('/');
+    const version = net.isIP(address);
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (version === 4 ? 32 : 128));
+    if (version === 0 || extra !== undefined || !prefixOk) {
+      throw new BadLine(`allowed-cidrs: ${quote(entry)} is not an IPv4/IPv6 address or CIDR`);
+    }
+    const family = version === 4 ? 'ipv4' : 'ipv6';
+    if (prefix === undefined) list.addAddress(address, family);
+    else list.addSubnet(address, Number(prefix), family);
+  }
+  return list;
+}
+
+/** Whether `address` (as the session reports it: IPv4-mapped IPv6 already shortened) is on the list. */
+export function isAllowed(list: net.BlockList, address: string): boolean {
+  const version = net.isIP(address);
+  return version !== 0 && list.check(address, version === 4 ? 'ipv4' : 'ipv6');
+}

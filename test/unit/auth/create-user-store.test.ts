@@ -1,0 +1,97 @@
+import { stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import bcrypt from 'bcryptjs';
+import { describe, expect, it } from 'vitest';
+import { createUserStore } from '../../../src/auth/create-user-store.js';
+import { ConfigError } from '../../../src/config/config.js';
+import { envSchema } from '../../../src/config/schema.js';
+import { afterThisTest, captureLog, tempDir } from './support.js';
+
+const LOCAL = { address: '127.0.0.1' };
+const FILE_USER = `bob:${bcrypt.hashSync('bob-pass', 4)}:bob:rw\n`;
+
+/**
+ * createUserStore with FTP_ROOT = <dir>/root and `env`; with `usersFile`, that content is FTP_USERS_FILE.
+ * `env` may use the placeholder DIR for the temporary directory.
+ */
+async function create(env: Record<string, string>, usersFile?: string) {
+  const dir = await tempDir();
+  const file = path.join(dir, 'users');
+  if (usersFile !== undefined) await writeFile(file, usersFile);
+  const vars = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace('DIR', dir)]));
+  const config = envSchema.parse({ FTP_ROOT: path.join(dir, 'root'), ...(usersFile !== undefined && { FTP_USERS_FILE: file }), ...vars });
+  const { log, lines } = captureLog();
+  const users = await createUserStore(config, log);
+  afterThisTest(() => users.close?.());
+  return { users, lines, dir };
+}
+
+const generatedUser = (lines: ReadonlyArray<Record<string, unknown>>) => lines.some((l) => String(l.msg).includes('with password'));
+const problemsOf = (err: unknown): readonly string[] => (err instanceof ConfigError ? err.problems : [String(err)]);
+
+describe('createUserStore', () => {
+  it('creates "ftp" with a random password only when no user source is configured', async () => {
+    const bare = await create({});
+    const password = /with password (\S+) /.exec(String(bare.lines.find((l) => l.user === 'ftp')?.msg))?.[1];
+    expect(await bare.users.authenticate('ftp', password!, LOCAL)).toMatchObject({ ok: true, account: { writable: true } });
+
+    expect(generatedUser((await create({ FTP_ANONYMOUS: 'true' })).lines)).toBe(false);
+    expect(generatedUser((await create({}, '# nobody yet\n')).lines)).toBe(false);
+    expect(generatedUser((await create({ FTP_USER: 'admin', FTP_PASSWORD: 'pw' })).lines)).toBe(false);
+  });
+
+  it('anonymous: "anonymous" or "ftp" in any case, any password, read-only in FTP_ANONYMOUS_ROOT, created at start', async () => {
+    const { users, dir } = await create({ FTP_ANONYMOUS: 'true', FTP_ANONYMOUS_ROOT: 'DIR/pub' });
+    expect((await stat(path.join(dir, 'pub'))).isDirectory()).toBe(true);
+    const account = { name: 'anonymous', homeDir: path.join(dir, 'pub'), writable: false };
+    expect(await users.authenticate('anonymous', 'me@example.com', LOCAL)).toEqual({ ok: true, account });
+    expect(await users.authenticate('FTP', '', LOCAL)).toEqual({ ok: true, account });
+    expect(await users.authenticate('guest', 'x', LOCAL)).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+
+  it('combines FTP_USER, the users file and anonymous, each user with its own home and rights', async () => {
+    const env = { FTP_USER: 'admin', FTP_PASSWORD: 'admin-pass', FTP_ANONYMOUS: 'true', FTP_ANONYMOUS_ROOT: 'DIR/pub' };
+    const { users, dir } = await create(env, FILE_USER);
+    const root = path.join(dir, 'root');
+    expect(await users.authenticate('admin', 'admin-pass', LOCAL)).toEqual({
+      ok: true,
+      account: { name: 'admin', homeDir: root, writable: true },
+    });
+    expect(await users.authenticate('bob', 'bob-pass', LOCAL)).toEqual({
+      ok: true,
+      account: { name: 'bob', homeDir: path.join(root, 'bob'), writable: true },
+    });
+    expect(await users.authenticate('ftp', 'x', LOCAL)).toMatchObject({ ok: true, account: { writable: false } });
+    // The source that knows the name says why it failed; a name nobody knows is unknown.
+    expect(await users.authenticate('bob', 'admin-pass', LOCAL)).toEqual({ ok: false, reason: 'wrong-password' });
+    expect(await users.authenticate('admin', 'bob-pass', LOCAL)).toEqual({ ok: false, reason: 'wrong-password' });
+    expect(await users.authenticate('eve', 'bob-pass', LOCAL)).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+
+  it('refuses a users-file line that names FTP_USER or, with anonymous on, an anonymous name', async () => {
+    const line = (name: string) => `${name}:${bcrypt.hashSync('x', 4)}:${name}:rw\n`;
+    const err = await create({ FTP_USER: 'admin', FTP_PASSWORD: 'pw', FTP_ANONYMOUS: 'true' }, `${line('admin')}${line('Anonymous')}`).catch(
+      (e: unknown) => e,
+    );
+    expect(problemsOf(err)).toEqual([
+      'FTP_USERS_FILE: line 1: user "admin" is already defined by FTP_USER',
+      'FTP_USERS_FILE: line 2: user "Anonymous" is already defined by FTP_ANONYMOUS',
+    ]);
+    // Without anonymous access, "ftp" is an ordinary name.
+    const { users } = await create({}, line('ftp'));
+    expect(await users.authenticate('ftp', 'x', LOCAL)).toMatchObject({ ok: true, account: { writable: true } });
+  });
+
+  it('refuses FTP_USER with an anonymous name while anonymous access is on', async () => {
+    const err = await create({ FTP_USER: 'ftp', FTP_PASSWORD: 'pw', FTP_ANONYMOUS: 'true' }).catch((e: unknown) => e);
+    expect(problemsOf(err)).toEqual(['FTP_USER: "ftp" is an anonymous login name, and FTP_ANONYMOUS is true']);
+  });
+
+  it('warns when anonymous users could read the users-file homes', async () => {
+    const { lines } = await create({ FTP_ANONYMOUS: 'true' }, FILE_USER);
+    const warning = expect.stringContaining('anonymous users can read every users-file home');
+    expect(lines).toContainEqual(expect.objectContaining({ level: 40, msg: warning }));
+    const separate = await create({ FTP_ANONYMOUS: 'true', FTP_ANONYMOUS_ROOT: 'DIR/pub' }, FILE_USER);
+    expect(separate.lines.filter((l) => l.level === 40)).toEqual([]);
+  });
+});
