@@ -1,15 +1,18 @@
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable, type Duplex, type Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { fromNetworkAscii, toNetworkAscii } from '../data/ascii.js';
 import type { DataConnection, PendingDataChannel } from '../data/data-channel.js';
+import { copyFileToSocket, readerToStream } from '../data/file-copy.js';
 import { FtpError } from '../protocol/errors.js';
 import { Code, reply, type Reply } from '../protocol/replies.js';
-import { mapFsError, StorageError, type UploadTarget } from '../storage/storage.js';
+import { mapFsError, StorageError, type FileReader, type UploadTarget } from '../storage/storage.js';
 import type { CommandContext } from './context.js';
 
+/** What a transfer moves. `file` and `target` belong to the transfer from then on: it closes or settles them. */
 export type TransferBody =
-  | { readonly direction: 'download'; readonly source: Readable; readonly ascii: boolean }
-  | { readonly direction: 'upload'; readonly target: UploadTarget; readonly ascii: boolean };
+  | { readonly kind: 'file'; readonly file: FileReader; readonly start: number; readonly ascii: boolean }
+  | { readonly kind: 'listing'; readonly text: string }
+  | { readonly kind: 'upload'; readonly target: UploadTarget; readonly ascii: boolean };
 
 /**
  * Takes the data channel the client set up, enforcing the protection policy. Called before the file is
@@ -47,7 +50,7 @@ export async function transferWith(ctx: CommandContext, prepare: () => Promise<P
 }
 
 /**
- * The 150 → 226/426/425 sequence shared by every transfer: connect, announce, (TLS), stream with
+ * The 150 → 226/426/425 sequence shared by every transfer: connect, announce, (TLS), move the bytes with
  * backpressure, close gracefully, then the final reply. ABOR aborts the signal.
  */
 async function runTransfer(
@@ -58,50 +61,88 @@ async function runTransfer(
 ): Promise<Reply> {
   const signal = ctx.beginTransfer();
   const started = performance.now();
+  const direction = body.kind === 'upload' ? 'upload' : 'download';
   let connection: DataConnection | undefined;
   let bytes = 0;
-  let storageFailure: unknown;
-  // pipeline() destroys every stream with the first error, so a reset data connection also makes the
-  // storage stream emit it: only a storage error that came first is a storage failure (451/452), else 426.
-  let networkFailed = false;
-  const storageStream = body.direction === 'download' ? body.source : body.target.stream;
-  storageStream.once('error', (err) => {
-    if (!networkFailed) storageFailure ??= err;
-  });
   try {
     connection = await pending.connect(signal);
     ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
     const socket = await connection.ready();
-    socket.once('error', () => {
-      if (storageFailure === undefined) networkFailed = true;
-    });
-    if (body.direction === 'download') {
-      body.source.on('data', (chunk: Buffer) => (bytes += chunk.length));
-      await (body.ascii
-        ? pipeline(body.source, toNetworkAscii(), socket, { signal })
-        : pipeline(body.source, socket, { signal }));
-    } else {
-      socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
-      await (body.ascii
-        ? pipeline(socket, fromNetworkAscii(), body.target.stream, { signal })
-        : pipeline(socket, body.target.stream, { signal }));
-      await body.target.commit();
-    }
+    await move(body, socket, signal, (n) => (bytes += n));
     await connection.finish();
-    logTransfer(ctx, what.label, body.direction, bytes, started, connection.protected, 'ok');
+    logTransfer(ctx, what.label, direction, bytes, started, connection.protected, 'ok');
     return reply(Code.ClosingData, what.success);
   } catch (err) {
     connection?.destroy();
-    if (body.direction === 'download') body.source.destroy();
-    else await body.target.abort().catch(() => undefined);
+    if (body.kind === 'upload') await body.target.abort().catch(() => undefined);
     const result = signal.aborted ? 'aborted' : 'failed';
-    logTransfer(ctx, what.label, body.direction, bytes, started, connection?.protected ?? false, result, err);
+    logTransfer(ctx, what.label, direction, bytes, started, connection?.protected ?? false, result, err);
     if (signal.aborted) return reply(Code.TransferAborted, 'Transfer aborted');
-    if (storageFailure !== undefined) throw storageFailure instanceof StorageError ? storageFailure : mapFsError(storageFailure);
     if (err instanceof FtpError || err instanceof StorageError) throw err;
     return reply(Code.TransferAborted, 'Data connection closed; transfer aborted');
   } finally {
     pending.dispose();
+    if (body.kind === 'file') {
+      await body.file.close().catch((err: unknown) => ctx.log.warn({ err }, 'closing a downloaded file failed'));
+    }
+  }
+}
+
+/**
+ * Moves the body's bytes over the data socket; `count` sees file bytes (before any ASCII conversion).
+ * Rejects with a StorageError when the file or upload target failed, with anything else when the network did.
+ */
+async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, count: (bytes: number) => void): Promise<void> {
+  switch (body.kind) {
+    case 'listing': {
+      const source = Readable.from([Buffer.from(body.text, 'utf8')]);
+      source.on('data', (chunk: Buffer) => count(chunk.length));
+      await pipeline(source, socket, { signal });
+      return;
+    }
+    case 'file': {
+      if (!body.ascii) {
+        await copyFileToSocket(body.file, body.start, socket, signal, count);
+        // As pipeline() would: end the socket and wait until everything, close_notify included, is written.
+        socket.end();
+        await finished(socket, { readable: false, signal });
+        return;
+      }
+      const source = readerToStream(body.file, body.start);
+      source.on('data', (chunk: Buffer) => count(chunk.length));
+      await blamingStorage(source, socket, () => pipeline(source, toNetworkAscii(), socket, { signal }));
+      return;
+    }
+    case 'upload': {
+      const target = body.target.stream;
+      socket.on('data', (chunk: Buffer) => count(chunk.length));
+      await blamingStorage(target, socket, () =>
+        body.ascii ? pipeline(socket, fromNetworkAscii(), target, { signal }) : pipeline(socket, target, { signal }),
+      );
+      await body.target.commit();
+      return;
+    }
+  }
+}
+
+/**
+ * Runs a pipeline between a storage stream and the data socket. pipeline() destroys every stream with the
+ * first error, so a reset data connection also makes the storage stream emit it: only a storage error that
+ * came first is a storage failure (451/452), rejected as StorageError.
+ */
+async function blamingStorage(storage: Readable | Writable, socket: Duplex, run: () => Promise<void>): Promise<void> {
+  let storageFailure: unknown;
+  let networkFailed = false;
+  storage.once('error', (err) => {
+    if (!networkFailed) storageFailure ??= err;
+  });
+  socket.once('error', () => {
+    if (storageFailure === undefined) networkFailed = true;
+  });
+  try {
+    await run();
+  } catch (err) {
+    throw storageFailure === undefined ? err : mapFsError(storageFailure);
   }
 }
 

@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import { formatListLine, formatMlsxFacts } from '../data/list-format.js';
 import { FtpError } from '../protocol/errors.js';
 import { Code, reply } from '../protocol/replies.js';
@@ -37,7 +36,7 @@ export const retr = defineCommand({
           opening: `Opening ${modeName(ctx)} mode data connection for ${baseName(path)} (${stat.size - start} bytes)`,
           success: 'Transfer complete',
         },
-        body: { direction: 'download', source: await ctx.storage().openRead(path, { start }), ascii: isAscii(ctx) },
+        body: { kind: 'file', file: await ctx.storage().openRead(path), start, ascii: isAscii(ctx) },
       };
     });
   },
@@ -67,7 +66,7 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
             opening: verb === 'STOU' ? `FILE: ${name}` : `Opening ${modeName(ctx)} mode data connection for ${name}`,
             success: verb === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete',
           },
-          body: { direction: 'upload', target: await storage.openWrite(path, { mode, start }), ascii: isAscii(ctx) },
+          body: { kind: 'upload', target: await storage.openWrite(path, { mode, start }), ascii: isAscii(ctx) },
         };
       });
     },
@@ -118,7 +117,7 @@ const listSpec = (verb: ListKind, help: string): CommandSpec =>
           .join('');
         return {
           what: { label: path, opening: 'Here comes the directory listing', success: 'Directory send OK' },
-          body: { direction: 'download', source: Readable.from([Buffer.from(text, 'utf8')]), ascii: false },
+          body: { kind: 'listing', text },
         };
       });
     },

@@ -2,9 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { addAbortSignal, type Readable, type Writable } from 'node:stream';
+import { addAbortSignal, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { mapFsError, StorageError, type FileStat, type StorageBackend, type UploadTarget } from './storage.js';
+import {
+  mapFsError,
+  StorageError,
+  type FileReader,
+  type FileStat,
+  type StorageBackend,
+  type UploadTarget,
+} from './storage.js';
 import { baseName, joinVirtual, ROOT, type VirtualPath } from './virtual-path.js';
 
 const STREAM_BUFFER = 256 * 1024;
@@ -76,6 +83,19 @@ async function closeStream(stream: Writable): Promise<void> {
 async function discardStream(stream: Writable): Promise<void> {
   stream.destroy();
   await finished(stream).catch(() => undefined);
+}
+
+/** Positional reads on an open handle, errors mapped. */
+class LocalFileReader implements FileReader {
+  constructor(private readonly handle: FileHandle) {}
+
+  read(buffer: Buffer, position: number): Promise<number> {
+    return withMappedErrors(async () => (await this.handle.read(buffer, 0, buffer.length, position)).bytesRead);
+  }
+
+  close(): Promise<void> {
+    return withMappedErrors(() => this.handle.close());
+  }
 }
 
 /** Writes go to a hidden temporary file that replaces the target in one rename, so a failed upload leaves the old file intact. */
@@ -160,11 +180,10 @@ export class LocalFsStorage implements StorageBackend {
     });
   }
 
-  openRead(p: VirtualPath, o: { start?: number; signal?: AbortSignal }): Promise<Readable> {
-    return withMappedErrors(async () => {
-      const handle = await openRegularFile(await this.existing(p), constants.O_RDONLY);
-      return handle.createReadStream({ start: o.start, highWaterMark: STREAM_BUFFER, signal: o.signal });
-    });
+  openRead(p: VirtualPath): Promise<FileReader> {
+    return withMappedErrors(
+      async () => new LocalFileReader(await openRegularFile(await this.existing(p), constants.O_RDONLY)),
+    );
   }
 
   openWrite(

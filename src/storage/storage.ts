@@ -1,4 +1,4 @@
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { VirtualPath } from './virtual-path.js';
 
 export interface FileStat {
@@ -75,14 +75,15 @@ export function mapFsError(err: unknown): StorageError {
 }
 
 /**
- * The file tree a session works on. Every method rejects only with StorageError.
- * Errors a returned stream emits later are raw Node errors: pass them through mapFsError.
+ * The file tree a session works on. Every method rejects only with StorageError, and so does a FileReader.
+ * Errors an upload stream emits later are raw Node errors: pass them through mapFsError.
  */
 export interface StorageBackend {
   stat(p: VirtualPath): Promise<FileStat>;
   /** Entries of a directory, excluding our temporary upload files. */
   list(p: VirtualPath): Promise<FileStat[]>;
-  openRead(p: VirtualPath, o: { start?: number; signal?: AbortSignal }): Promise<Readable>;
+  /** Opens a regular file for reading; the caller must close() the reader, whichever way the transfer ends. */
+  openRead(p: VirtualPath): Promise<FileReader>;
   openWrite(
     p: VirtualPath,
     o: { mode: 'replace' | 'append' | 'resume'; start?: number; signal?: AbortSignal },
@@ -93,6 +94,17 @@ export interface StorageBackend {
   setModifiedTime(p: VirtualPath, time: Date): Promise<void>;
   /** For STOU: a name in `dir` that does not exist yet. */
   uniqueName(dir: VirtualPath, hint: string): Promise<VirtualPath>;
+}
+
+/**
+ * An open file read at explicit positions into the caller's buffers, so a download can reuse the same few
+ * buffers instead of allocating one per read as a stream does.
+ */
+export interface FileReader {
+  /** Fills `buffer` from `position` on; resolves with the bytes read, 0 at the end of the file. */
+  read(buffer: Buffer, position: number): Promise<number>;
+  /** Releases the file. Waits for a read still running. */
+  close(): Promise<void>;
 }
 
 /**

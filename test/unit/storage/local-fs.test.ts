@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +8,7 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalFsStorage } from '../../../src/storage/local-fs.js';
-import type { StorageErrorKind, UploadTarget } from '../../../src/storage/storage.js';
+import type { FileReader, StorageErrorKind, UploadTarget } from '../../../src/storage/storage.js';
 import { resolveVirtualPath, ROOT, type VirtualPath } from '../../../src/storage/virtual-path.js';
 
 let base: string;
@@ -23,11 +23,23 @@ async function expectKind(promise: Promise<unknown>, kind: StorageErrorKind): Pr
   await expect(promise).rejects.toMatchObject({ name: 'StorageError', kind });
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
+/** Everything from `start` to the end of the file, in small reads; closes the reader. */
+async function readToEnd(reader: FileReader, start = 0): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  try {
+    for (let position = start; ; ) {
+      const buffer = Buffer.alloc(100_000);
+      const bytesRead = await reader.read(buffer, position);
+      if (bytesRead === 0) return Buffer.concat(chunks);
+      chunks.push(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+  } finally {
+    await reader.close();
+  }
 }
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
 
 async function upload(target: UploadTarget, data: string | Buffer): Promise<void> {
   await pipeline(Readable.from([Buffer.from(data)]), target.stream);
@@ -94,8 +106,8 @@ describe('containment', () => {
       await expectKind(storage.stat(vp('/etc')), 'outside-root');
       await expectKind(storage.stat(vp('/etc/passwd')), 'outside-root');
       await expectKind(storage.list(vp('/etc')), 'outside-root');
-      await expectKind(storage.openRead(vp('/etc/passwd'), {}), 'outside-root');
-      await expectKind(storage.openRead(vp('/hostname'), {}), 'outside-root');
+      await expectKind(storage.openRead(vp('/etc/passwd')), 'outside-root');
+      await expectKind(storage.openRead(vp('/hostname')), 'outside-root');
       for (const mode of ['replace', 'append', 'resume'] as const) {
         await expectKind(storage.openWrite(vp(`/etc/${probe}`), { mode }), 'outside-root');
         await expectKind(storage.openWrite(vp('/hostname'), { mode }), 'outside-root');
@@ -121,8 +133,8 @@ describe('containment', () => {
     await fs.symlink('../root2', path.join(root, 'sneaky'));
     await fs.symlink(path.join(base, 'root2', 'secret.txt'), path.join(root, 'secret-link'));
     await expectKind(storage.list(vp('/sneaky')), 'outside-root');
-    await expectKind(storage.openRead(vp('/sneaky/secret.txt'), {}), 'outside-root');
-    await expectKind(storage.openRead(vp('/secret-link'), {}), 'outside-root');
+    await expectKind(storage.openRead(vp('/sneaky/secret.txt')), 'outside-root');
+    await expectKind(storage.openRead(vp('/secret-link')), 'outside-root');
     await expectKind(storage.openWrite(vp('/secret-link'), { mode: 'append' }), 'outside-root');
     await expectKind(storage.rename(vp('/sneaky/secret.txt'), vp('/stolen.txt')), 'outside-root');
     await expectKind(storage.remove(vp('/sneaky/secret.txt'), 'file'), 'outside-root');
@@ -134,7 +146,7 @@ describe('containment', () => {
     await fs.symlink('docs/a.txt', path.join(root, 'a-link'));
 
     expect((await storage.list(vp('/docs-link'))).map((e) => e.name)).toEqual(['a.txt']);
-    expect((await readAll(await storage.openRead(vp('/a-link'), {}))).toString()).toBe('inside');
+    expect((await readToEnd(await storage.openRead(vp('/a-link')))).toString()).toBe('inside');
     const listed = await storage.list(ROOT);
     expect(listed.find((e) => e.name === 'docs-link')).toMatchObject({ type: 'dir' });
     expect(listed.find((e) => e.name === 'a-link')).toMatchObject({ type: 'file', size: 6 });
@@ -159,7 +171,7 @@ describe('containment', () => {
 
     expect(await storage.stat(vp('/dangling'))).toMatchObject({ name: 'dangling', type: 'symlink' });
     expect((await storage.list(ROOT)).find((e) => e.name === 'dangling')?.type).toBe('symlink');
-    await expectKind(storage.openRead(vp('/dangling'), {}), 'not-found');
+    await expectKind(storage.openRead(vp('/dangling')), 'not-found');
     await expectKind(storage.openWrite(vp('/dangling'), { mode: 'append' }), 'exists');
     await expectKind(storage.openWrite(vp('/dangling'), { mode: 'resume' }), 'exists');
     expect(existsSync(outsideTarget)).toBe(false);
@@ -289,24 +301,63 @@ describe('append and resume', () => {
 });
 
 describe('reading', () => {
-  it('streams the whole file, or from an offset', async () => {
+  it('reads the whole file, or from an offset', async () => {
     const data = randomBytes(1024 * 1024 + 3);
     await fs.writeFile(path.join(root, 'big.bin'), data);
-    expect(sha256(await readAll(await storage.openRead(vp('/big.bin'), {})))).toBe(sha256(data));
-    const tail = await readAll(await storage.openRead(vp('/big.bin'), { start: 1024 * 1024 }));
+    expect(sha256(await readToEnd(await storage.openRead(vp('/big.bin'))))).toBe(sha256(data));
+    const tail = await readToEnd(await storage.openRead(vp('/big.bin')), 1024 * 1024);
     expect(tail).toEqual(data.subarray(1024 * 1024));
   });
 
-  it('honours the AbortSignal', async () => {
-    await fs.writeFile(path.join(root, 'x.bin'), randomBytes(1024));
-    const stream = await storage.openRead(vp('/x.bin'), { signal: AbortSignal.abort() });
-    await expect(readAll(stream)).rejects.toMatchObject({ name: 'AbortError' });
+  it('reads at any position: a short read at the end, 0 bytes at and past it', async () => {
+    await fs.writeFile(path.join(root, 'ten.txt'), '0123456789');
+    const reader = await storage.openRead(vp('/ten.txt'));
+    const buffer = Buffer.alloc(4);
+    expect(await reader.read(buffer, 6)).toBe(4);
+    expect(buffer.toString()).toBe('6789');
+    expect(await reader.read(buffer, 2)).toBe(4);
+    expect(buffer.toString()).toBe('2345');
+    expect(await reader.read(buffer, 8)).toBe(2);
+    expect(buffer.subarray(0, 2).toString()).toBe('89');
+    expect(await reader.read(buffer, 10)).toBe(0);
+    expect(await reader.read(buffer, 1000)).toBe(0);
+    await reader.close();
+  });
+
+  it('keeps reading a file deleted after opening, and sees a truncation as the end of the file', async () => {
+    await fs.writeFile(path.join(root, 'gone.txt'), 'still here');
+    const deleted = await storage.openRead(vp('/gone.txt'));
+    await fs.unlink(path.join(root, 'gone.txt'));
+    expect((await readToEnd(deleted)).toString()).toBe('still here');
+
+    await fs.writeFile(path.join(root, 'short.txt'), '0123456789');
+    const truncated = await storage.openRead(vp('/short.txt'));
+    await fs.truncate(path.join(root, 'short.txt'), 3);
+    expect((await readToEnd(truncated)).toString()).toBe('012');
+  });
+
+  it('rejects with a StorageError once closed, and closing twice is harmless', async () => {
+    const reader = await storage.openRead(vp('/docs/a.txt'));
+    await reader.close();
+    await reader.close();
+    await expectKind(reader.read(Buffer.alloc(10), 0), 'io');
+  });
+
+  it('leaves no file descriptor open after many opens, reads and refusals', async () => {
+    await fs.writeFile(path.join(root, 'fd.bin'), randomBytes(10_000));
+    const before = openFds();
+    for (let i = 0; i < 200; i++) {
+      expect(await readToEnd(await storage.openRead(vp('/fd.bin')), i)).toHaveLength(10_000 - i);
+      // Opened, found to be a directory, closed again.
+      await expectKind(storage.openRead(vp('/docs')), 'is-a-directory');
+    }
+    expect(openFds()).toBe(before);
   });
 
   it('refuses directories and special files without blocking', async () => {
-    await expectKind(storage.openRead(vp('/docs'), {}), 'is-a-directory');
+    await expectKind(storage.openRead(vp('/docs')), 'is-a-directory');
     execFileSync('mkfifo', [path.join(root, 'pipe')]);
-    await expectKind(storage.openRead(vp('/pipe'), {}), 'permission');
+    await expectKind(storage.openRead(vp('/pipe')), 'permission');
     await expectKind(storage.openWrite(vp('/pipe'), { mode: 'resume' }), 'permission');
     // O_WRONLY on a FIFO without a reader fails with ENXIO at once instead of waiting for one.
     await expectKind(storage.openWrite(vp('/pipe'), { mode: 'append' }), 'io');
