@@ -84,6 +84,8 @@ export class Session implements CommandContext {
   private readonly channel: ControlChannel;
   private readonly queue: CommandLine[] = [];
   private busy = false;
+  /** Commands running beside a transfer (ABOR, STAT). */
+  private readonly outOfBand = new Set<Promise<void>>();
   private overlongLines = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private loginTimer: NodeJS.Timeout | undefined;
@@ -161,7 +163,8 @@ export class Session implements CommandContext {
     const command = parseCommand(line);
     if (!command) return;
     if (this.transfer && this.deps.commands.lookup(command.verb)?.duringTransfer) {
-      void this.execute(command);
+      const running = this.execute(command).finally(() => this.outOfBand.delete(running));
+      this.outOfBand.add(running);
       return;
     }
     this.queue.push(command);
@@ -176,6 +179,8 @@ export class Session implements CommandContext {
       for (let next = this.queue.shift(); next && !this.ended; next = this.queue.shift()) {
         // A client that sends commands but never reads the replies must not pile them up in our memory.
         await this.channel.drained();
+        // An ABOR answered out of band must have replied before the next queued command (e.g. QUIT) runs.
+        await Promise.all(this.outOfBand);
         if (this.ended) break;
         await this.execute(next);
       }
