@@ -116,7 +116,10 @@ export function extraServerEnv() {
  * The certificate: TLS_CERT_PATH/TLS_KEY_PATH are left unset, so the server generates its self-signed
  * pair (unless /certs/tls.crt and /certs/tls.key exist on this machine; then it uses those).
  */
-export async function startServer({ root, env = {}, nodeArgs = [], label = 'server' }) {
+/** The Node flags the container image runs the server with (Dockerfile ENTRYPOINT), so figures match it. */
+export const IMAGE_NODE_ARGS = ['--max-semi-space-size=4'];
+
+export async function startServer({ root, env = {}, nodeArgs = IMAGE_NODE_ARGS, label = 'server' }) {
   const port = await freePort();
   const cwd = await tempDir('ftps-bench-cwd-');
   const childEnv = {
