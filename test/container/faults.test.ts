@@ -1,0 +1,308 @@
+/*
+ * The built image under faults a process cannot prevent: a full disk (ENOSPC on a tmpfs /data), `docker stop`
+ * and `docker kill` in the middle of an upload. What must survive: the previous content of the file being
+ * replaced, byte for byte, and a tree without visible debris. Real containers, real files, real TLS clients.
+ *
+ * Passive ports 30100–30109 (mapped 1:1), so that this file can run beside image.test.ts (30000–30009).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { promisify } from 'node:util';
+import { Client } from 'basic-ftp';
+import { GenericContainer, getContainerRuntimeClient, Wait, type StartedTestContainer } from 'testcontainers';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connectData, RawFtpClient, type FtpReply } from '../support/raw-client.js';
+
+const run = promisify(execFile);
+const IMAGE = 'ftps-gateway:container-test';
+const PASV_MIN = 30100;
+const PASV_MAX = 30109;
+const USER = 'tester';
+const PASSWORD = 'fault injection 456';
+const MiB = 1024 * 1024;
+const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** The image as users run it hardened: read-only root filesystem (testcontainers has no option for it). */
+class HardenedContainer extends GenericContainer {
+  constructor(image: string) {
+    super(image);
+    this.hostConfig.ReadonlyRootfs = true;
+  }
+}
+
+const skip = process.env.SKIP_CONTAINER_TESTS === '1';
+const started: StartedTestContainer[] = [];
+const tempDirs: string[] = [];
+
+/** A host directory for /data, owned by the container user like a provisioned volume. */
+async function dataDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ftps-faults-'));
+  tempDirs.push(dir);
+  await chown(dir, 1000, 1000);
+  return dir;
+}
+
+/** /data is either a bind-mounted host directory or a tmpfs of `tmpfsSize` owned by uid 1000. */
+type DataVolume = { readonly bind: string } | { readonly tmpfsSize: string };
+
+async function startGateway(data: DataVolume, env: Record<string, string> = {}): Promise<StartedTestContainer> {
+  const passivePorts = Array.from({ length: PASV_MAX - PASV_MIN + 1 }, (_, i) => ({ container: PASV_MIN + i, host: PASV_MIN + i }));
+  let container = new HardenedContainer(IMAGE)
+    .withEnvironment({
+      PASV_ADDRESS: '127.0.0.1',
+      PASV_MIN_PORT: String(PASV_MIN),
+      PASV_MAX_PORT: String(PASV_MAX),
+      FTP_USER: USER,
+      FTP_PASSWORD: PASSWORD,
+      ...env,
+    })
+    .withExposedPorts(21, ...passivePorts)
+    .withDroppedCapabilities('ALL')
+    .withWaitStrategy(Wait.forLogMessage(/"msg":"listening"/))
+    .withStartupTimeout(30_000);
+  if ('bind' in data) {
+    container = container.withBindMounts([{ source: data.bind, target: '/data', mode: 'rw' }]).withTmpFs({ '/tmp': 'rw,size=16m' });
+  } else {
+    container = container.withTmpFs({ '/tmp': 'rw,size=16m', '/data': `rw,size=${data.tmpfsSize},uid=1000,gid=1000,mode=0755` });
+  }
+  const gateway = await container.start();
+  started.push(gateway);
+  return gateway;
+}
+
+async function login(gateway: StartedTestContainer): Promise<Client> {
+  const client = new Client(20_000);
+  await client.access({
+    host: '127.0.0.1',
+    port: gateway.getMappedPort(21),
+    user: USER,
+    password: PASSWORD,
+    secure: true,
+    secureOptions: { rejectUnauthorized: false },
+  });
+  return client;
+}
+
+async function download(client: Client, name: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  await client.downloadTo(
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        chunks.push(chunk);
+        done();
+      },
+    }),
+    name,
+  );
+  return Buffer.concat(chunks);
+}
+
+async function logsOf(c: StartedTestContainer): Promise<string> {
+  const { stdout, stderr } = await run('docker', ['logs', c.getId()]);
+  return stdout + stderr;
+}
+
+/** Removed by id, whatever state a test left them in (running, stopped, killed). */
+async function removeContainers(): Promise<void> {
+  const ids = started.splice(0).map((c) => c.getId());
+  if (ids.length > 0) await run('docker', ['rm', '-f', ...ids]).catch(() => undefined);
+}
+
+/** An upload that never ends on its own: 64 KiB every 20 ms; `sent` counts what the client has produced. */
+function endlessUpload(client: Client, name: string): { progress: () => number; result: Promise<unknown> } {
+  let sent = 0;
+  const source = new Readable({
+    read() {
+      setTimeout(() => {
+        sent += 65_536;
+        this.push(randomBytes(65_536));
+      }, 20);
+    },
+  });
+  return { progress: () => sent, result: client.uploadFrom(source, name).catch((err: unknown) => err) };
+}
+
+/** Names in a listing of the root by LIST, NLST and MLSD (basic-ftp uses MLSD when offered; NLST by hand). */
+async function everyListing(gateway: StartedTestContainer): Promise<Record<string, string[]>> {
+  const client = await login(gateway);
+  try {
+    const mlsd = (await client.list()).map((f) => f.name).sort();
+    const nlst = await rawListing(gateway, 'NLST');
+    const list = (await rawListing(gateway, 'LIST')).map((l) => l.split(/\s+/).at(-1)!);
+    return { MLSD: mlsd, NLST: nlst.sort(), LIST: list.sort() };
+  } finally {
+    client.close();
+  }
+}
+
+/** A listing command over a raw TLS session (PROT P, data session resumed), its lines. */
+async function rawListing(gateway: StartedTestContainer, command: string): Promise<string[]> {
+  const c = await RawFtpClient.connect(gateway.getMappedPort(21));
+  try {
+    expect((await c.read()).code).toBe(220);
+    expect((await c.upgrade()).code).toBe(234);
+    expect((await c.login(USER, PASSWORD)).code).toBe(230);
+    expect((await c.send('PBSZ 0')).code).toBe(200);
+    expect((await c.send('PROT P')).code).toBe(200);
+    const data = await c.openPassive({ tls: true });
+    const text = new Promise<string>((resolve) => {
+      let t = '';
+      data.on('data', (chunk: Buffer) => (t += chunk.toString('utf8')));
+      data.once('close', () => resolve(t));
+    });
+    expect((await c.send(command)).code).toBe(150);
+    const lines = (await text).split('\r\n').filter(Boolean);
+    expect((await c.read()).code).toBe(226);
+    return lines;
+  } finally {
+    c.close();
+  }
+}
+
+describe.skipIf(skip)('container faults', () => {
+  beforeAll(async () => {
+    try {
+      await getContainerRuntimeClient();
+    } catch {
+      throw new Error(
+        'No Docker engine is reachable: start one (../shared/ci/docker-engine.sh) or set SKIP_CONTAINER_TESTS=1 to skip the container suite on purpose',
+      );
+    }
+    // The same tag as image.test.ts: whichever file builds second finds every layer cached.
+    await GenericContainer.fromDockerfile(path.resolve('.')).build(IMAGE, { deleteOnExit: false });
+  }, 600_000);
+
+  afterEach(removeContainers);
+
+  afterAll(async () => {
+    await removeContainers();
+    for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('ENOSPC: a 20 MiB upload over an existing file on an 8 MiB /data gets 452, the old file and the free space survive', async () => {
+    const gateway = await startGateway({ tmpfsSize: '8m' });
+    const client = await login(gateway);
+    const kept = randomBytes(MiB);
+    try {
+      await client.uploadFrom(Readable.from([kept]), 'keep.bin');
+      expect(sha256(await download(client, 'keep.bin'))).toBe(sha256(kept));
+    } finally {
+      client.close();
+    }
+
+    // The replacement: 20 MiB into the 7 MiB left, over a raw TLS session to see the exact final reply.
+    const c = await RawFtpClient.connect(gateway.getMappedPort(21));
+    let final: FtpReply | undefined;
+    try {
+      expect((await c.read()).code).toBe(220);
+      expect((await c.upgrade()).code).toBe(234);
+      expect((await c.login(USER, PASSWORD)).code).toBe(230);
+      expect((await c.send('PBSZ 0')).code).toBe(200);
+      expect((await c.send('PROT P')).code).toBe(200);
+      const epsv = await c.send('EPSV');
+      const port = Number(/\|\|\|(\d+)\|/.exec(epsv.text)![1]);
+      const data = await connectData(port, { tls: true, session: c.tlsSession });
+      data.on('error', () => undefined);
+      expect((await c.send('STOR keep.bin')).code).toBe(150);
+      let sent = 0;
+      let broken = false;
+      data.once('close', () => (broken = true));
+      while (sent < 20 * MiB && !broken) {
+        const ok = await new Promise<boolean>((resolve) => data.write(randomBytes(256 * 1024), (err) => resolve(!err)));
+        if (!ok) break;
+        sent += 256 * 1024;
+      }
+      if (!broken) data.end();
+      final = await c.read(30_000);
+      data.destroy();
+      // The server gave up before the client had sent everything: it did not read 20 MiB into nowhere.
+      expect(sent).toBeLessThan(20 * MiB);
+    } finally {
+      c.close();
+    }
+    expect(final?.code, final?.text).toBe(452);
+    expect(final?.text).toMatch(/^452 Insufficient storage space/);
+
+    // No temporary file left, the old content intact, and the space it took is free again: a new upload fits.
+    const ls = await gateway.exec(['ls', '-a', '/data']);
+    expect(ls.output.split('\n').filter(Boolean).sort()).toEqual(['.', '..', 'keep.bin']);
+    const after = await login(gateway);
+    try {
+      expect(sha256(await download(after, 'keep.bin'))).toBe(sha256(kept));
+      const fits = randomBytes(6 * MiB);
+      await after.uploadFrom(Readable.from([fits]), 'fits.bin');
+      expect(sha256(await download(after, 'fits.bin'))).toBe(sha256(fits));
+      expect((await after.list()).map((f) => f.name).sort()).toEqual(['fits.bin', 'keep.bin']);
+    } finally {
+      after.close();
+    }
+    const logs = await logsOf(gateway);
+    expect(logs).not.toMatch(/"level":(50|60)/);
+  }, 180_000);
+
+  for (const how of ['stop', 'kill'] as const) {
+    it(`docker ${how} mid-upload on a bind-mounted directory: a new container on it serves the old content byte for byte`, async () => {
+      const data = await dataDir();
+      const original = randomBytes(512 * 1024 + 7);
+      await writeFile(path.join(data, 'target.bin'), original);
+      await chown(path.join(data, 'target.bin'), 1000, 1000);
+
+      const first = await startGateway({ bind: data }, { SHUTDOWN_GRACE_SECONDS: '1' });
+      const client = await login(first);
+      const upload = endlessUpload(client, 'target.bin');
+      // Mid-upload for sure: more than 1 MiB sent, and the temporary file exists beside the target.
+      await expect.poll(upload.progress, { timeout: 20_000 }).toBeGreaterThan(MiB);
+      await expect.poll(async () => (await readdir(data)).filter((n) => TEMP_NAME.test(n)).length, { timeout: 10_000 }).toBe(1);
+
+      if (how === 'stop') {
+        // SIGTERM, then SIGKILL after 10 s (testcontainers' timeout is in milliseconds).
+        await first.stop({ remove: false, timeout: 10_000 });
+      } else {
+        await run('docker', ['kill', first.getId()]);
+      }
+      expect(await upload.result).toBeInstanceOf(Error);
+      client.close();
+      const logs = await logsOf(first);
+      // The next container needs the same host ports.
+      await removeContainers();
+
+      const entries = await readdir(data);
+      expect(sha256(await readFile(path.join(data, 'target.bin'))), logs).toBe(sha256(original));
+      if (how === 'stop') {
+        // SIGTERM: the cut transfer removed its temporary file before the process exited.
+        expect(entries, logs).toEqual(['target.bin']);
+        expect(logs).toContain('"signal":"SIGTERM"');
+      } else {
+        // SIGKILL: nobody is left to clean up, so the partial upload stays on disk as a hidden temporary file.
+        const leftovers = entries.filter((n) => n !== 'target.bin');
+        console.log(`after docker kill mid-upload, left on disk: ${leftovers.join(', ') || 'nothing'}`);
+        expect(leftovers).toHaveLength(1);
+        expect(leftovers[0]).toMatch(TEMP_NAME);
+      }
+
+      // A new container on the same directory: the old content, byte for byte, and no temporary file in sight.
+      const second = await startGateway({ bind: data });
+      const reader = await login(second);
+      try {
+        expect(sha256(await download(reader, 'target.bin'))).toBe(sha256(original));
+      } finally {
+        reader.close();
+      }
+      expect(await everyListing(second)).toEqual({ MLSD: ['target.bin'], NLST: ['target.bin'], LIST: ['target.bin'] });
+      // The leftover of a kill does not stop the file from being replaced later.
+      const writer = await login(second);
+      try {
+        const replacement = randomBytes(100_000);
+        await writer.uploadFrom(Readable.from([replacement]), 'target.bin');
+        expect(sha256(await download(writer, 'target.bin'))).toBe(sha256(replacement));
+      } finally {
+        writer.close();
+      }
+    }, 180_000);
+  }
+});
