@@ -1,13 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtpError } from '../protocol/errors.js';
-import { Code, reply } from '../protocol/replies.js';
+import { Code, reply, type Reply } from '../protocol/replies.js';
 import type { CommandContext } from './context.js';
-import { defineCommand } from './registry.js';
+import { defineCommand, type CommandSpec } from './registry.js';
 
 /** Delay before answering a failed login: slows guessing, same for unknown user and wrong password. */
 export const LOGIN_FAILURE_DELAY_MS = 1000;
 
 const tlsRequired = (ctx: CommandContext): boolean => ctx.config.ftps.requireTls && !ctx.controlSecure;
+
+/** A command whose answer never varies (an argument, where allowed, is ignored). */
+const fixedReply = (spec: Pick<CommandSpec, 'verb' | 'access' | 'arg' | 'help'>, answer: Reply) =>
+  defineCommand({ ...spec, handle: async () => answer });
 
 export const auth = defineCommand({
   verb: 'AUTH',
@@ -66,15 +70,10 @@ export const prot = defineCommand({
   },
 });
 
-export const ccc = defineCommand({
-  verb: 'CCC',
-  access: 'any',
-  arg: 'none',
-  help: 'CCC: refused, the control connection stays protected',
-  async handle() {
-    return reply(Code.PolicyRequiresTls, 'CCC refused: the control connection stays protected');
-  },
-});
+export const ccc = fixedReply(
+  { verb: 'CCC', access: 'any', arg: 'none', help: 'CCC: refused, the control connection stays protected' },
+  reply(Code.PolicyRequiresTls, 'CCC refused: the control connection stays protected'),
+);
 
 export const user = defineCommand({
   verb: 'USER',
@@ -133,25 +132,9 @@ export const quit = defineCommand({
   },
 });
 
-export const noop = defineCommand({
-  verb: 'NOOP',
-  access: 'any',
-  arg: 'none',
-  help: 'NOOP: do nothing',
-  async handle() {
-    return reply(Code.Ok, 'NOOP ok');
-  },
-});
+export const noop = fixedReply({ verb: 'NOOP', access: 'any', arg: 'none', help: 'NOOP: do nothing' }, reply(Code.Ok, 'NOOP ok'));
 
-export const syst = defineCommand({
-  verb: 'SYST',
-  access: 'any',
-  arg: 'none',
-  help: 'SYST: system type',
-  async handle() {
-    return reply(Code.SystemType, 'UNIX Type: L8');
-  },
-});
+export const syst = fixedReply({ verb: 'SYST', access: 'any', arg: 'none', help: 'SYST: system type' }, reply(Code.SystemType, 'UNIX Type: L8'));
 
 export const feat = defineCommand({
   verb: 'FEAT',
@@ -259,12 +242,7 @@ const onlyValue = (verb: string, value: string, meaning: string) =>
 export const mode = onlyValue('MODE', 'S', 'stream mode');
 export const stru = onlyValue('STRU', 'F', 'file structure');
 
-export const allo = defineCommand({
-  verb: 'ALLO',
-  access: 'authenticated',
-  arg: 'optional',
-  help: 'ALLO: accepted, no allocation is needed',
-  async handle() {
-    return reply(Code.NotImplementedSuperfluous, 'ALLO not needed');
-  },
-});
+export const allo = fixedReply(
+  { verb: 'ALLO', access: 'authenticated', arg: 'optional', help: 'ALLO: accepted, no allocation is needed' },
+  reply(Code.NotImplementedSuperfluous, 'ALLO not needed'),
+);

@@ -5,53 +5,29 @@
  *
  * Passive ports 30100–30109 (mapped 1:1), so that this file can run beside image.test.ts (30000–30009).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { chown, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { promisify } from 'node:util';
 import { Client } from 'basic-ftp';
-import { GenericContainer, getContainerRuntimeClient, Wait, type StartedTestContainer } from 'testcontainers';
+import { Wait, type StartedTestContainer } from 'testcontainers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectData, RawFtpClient, type FtpReply } from '../support/raw-client.js';
+import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, sha256, skipContainers } from './support.js';
 
-const run = promisify(execFile);
-const IMAGE = 'ftps-gateway:container-test';
 const PASV_MIN = 30100;
 const PASV_MAX = 30109;
 const USER = 'tester';
 const PASSWORD = 'fault injection 456';
 const MiB = 1024 * 1024;
 const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** The image as users run it hardened: read-only root filesystem (testcontainers has no option for it). */
-class HardenedContainer extends GenericContainer {
-  constructor(image: string) {
-    super(image);
-    this.hostConfig.ReadonlyRootfs = true;
-  }
-}
-
-const skip = process.env.SKIP_CONTAINER_TESTS === '1';
-const started: StartedTestContainer[] = [];
-const tempDirs: string[] = [];
-
-/** A host directory for /data, owned by the container user like a provisioned volume. */
-async function dataDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'ftps-faults-'));
-  tempDirs.push(dir);
-  await chown(dir, 1000, 1000);
-  return dir;
-}
+const fixture = new ContainerFixture();
 
 /** /data is either a bind-mounted host directory or a tmpfs of `tmpfsSize` owned by uid 1000. */
 type DataVolume = { readonly bind: string } | { readonly tmpfsSize: string };
 
 async function startGateway(data: DataVolume, env: Record<string, string> = {}): Promise<StartedTestContainer> {
-  const passivePorts = Array.from({ length: PASV_MAX - PASV_MIN + 1 }, (_, i) => ({ container: PASV_MIN + i, host: PASV_MIN + i }));
   let container = new HardenedContainer(IMAGE)
     .withEnvironment({
       PASV_ADDRESS: '127.0.0.1',
@@ -61,7 +37,7 @@ async function startGateway(data: DataVolume, env: Record<string, string> = {}):
       FTP_PASSWORD: PASSWORD,
       ...env,
     })
-    .withExposedPorts(21, ...passivePorts)
+    .withExposedPorts(21, ...passivePortBindings(PASV_MIN, PASV_MAX))
     .withDroppedCapabilities('ALL')
     .withWaitStrategy(Wait.forLogMessage(/"msg":"listening"/))
     .withStartupTimeout(30_000);
@@ -71,8 +47,7 @@ async function startGateway(data: DataVolume, env: Record<string, string> = {}):
     container = container.withTmpFs({ '/tmp': 'rw,size=16m', '/data': `rw,size=${data.tmpfsSize},uid=1000,gid=1000,mode=0755` });
   }
   const gateway = await container.start();
-  started.push(gateway);
-  return gateway;
+  return fixture.track(gateway);
 }
 
 async function login(gateway: StartedTestContainer): Promise<Client> {
@@ -100,17 +75,6 @@ async function download(client: Client, name: string): Promise<Buffer> {
     name,
   );
   return Buffer.concat(chunks);
-}
-
-async function logsOf(c: StartedTestContainer): Promise<string> {
-  const { stdout, stderr } = await run('docker', ['logs', c.getId()]);
-  return stdout + stderr;
-}
-
-/** Removed by id, whatever state a test left them in (running, stopped, killed). */
-async function removeContainers(): Promise<void> {
-  const ids = started.splice(0).map((c) => c.getId());
-  if (ids.length > 0) await run('docker', ['rm', '-f', ...ids]).catch(() => undefined);
 }
 
 /** An upload that never ends on its own: 64 KiB every 20 ms; `sent` counts what the client has produced. */
@@ -164,25 +128,10 @@ async function rawListing(gateway: StartedTestContainer, command: string): Promi
   }
 }
 
-describe.skipIf(skip)('container faults', () => {
-  beforeAll(async () => {
-    try {
-      await getContainerRuntimeClient();
-    } catch {
-      throw new Error(
-        'No Docker engine is reachable: start one (../shared/ci/docker-engine.sh) or set SKIP_CONTAINER_TESTS=1 to skip the container suite on purpose',
-      );
-    }
-    // The same tag as image.test.ts: whichever file builds second finds every layer cached.
-    await GenericContainer.fromDockerfile(path.resolve('.')).build(IMAGE, { deleteOnExit: false });
-  }, 600_000);
-
-  afterEach(removeContainers);
-
-  afterAll(async () => {
-    await removeContainers();
-    for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
-  });
+describe.skipIf(skipContainers)('container faults', () => {
+  beforeAll(() => fixture.buildImage(), 600_000);
+  afterEach(() => fixture.removeContainers());
+  afterAll(() => fixture.cleanup());
 
   it('ENOSPC: a 20 MiB upload over an existing file on an 8 MiB /data gets 452, the old file and the free space survive', async () => {
     const gateway = await startGateway({ tmpfsSize: '8m' });
@@ -247,7 +196,7 @@ describe.skipIf(skip)('container faults', () => {
 
   for (const how of ['stop', 'kill'] as const) {
     it(`docker ${how} mid-upload on a bind-mounted directory: a new container on it serves the old content byte for byte`, async () => {
-      const data = await dataDir();
+      const data = await fixture.dataDir();
       const original = randomBytes(512 * 1024 + 7);
       await writeFile(path.join(data, 'target.bin'), original);
       await chown(path.join(data, 'target.bin'), 1000, 1000);
@@ -269,7 +218,7 @@ describe.skipIf(skip)('container faults', () => {
       client.close();
       const logs = await logsOf(first);
       // The next container needs the same host ports.
-      await removeContainers();
+      await fixture.removeContainers();
 
       const entries = await readdir(data);
       expect(sha256(await readFile(path.join(data, 'target.bin'))), logs).toBe(sha256(original));

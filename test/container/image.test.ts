@@ -1,47 +1,26 @@
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { chmod, chown, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
-import { promisify } from 'node:util';
 import { Client } from 'basic-ftp';
 import selfsigned from 'selfsigned';
-import { GenericContainer, getContainerRuntimeClient, Wait, type StartedTestContainer } from 'testcontainers';
+import { Wait, type StartedTestContainer } from 'testcontainers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectData, readAll, RawFtpClient } from '../support/raw-client.js';
+import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, sha256, skipContainers } from './support.js';
 
-const run = promisify(execFile);
-const IMAGE = 'ftps-gateway:container-test';
 const PASV_MIN = 30000;
 const PASV_MAX = 30009;
 const USER = 'tester';
 const PASSWORD = 'container secret 123';
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** The image as users run it hardened: read-only root filesystem (testcontainers has no option for it). */
-class HardenedContainer extends GenericContainer {
-  constructor(image: string) {
-    super(image);
-    this.hostConfig.ReadonlyRootfs = true;
-  }
-}
-
-const skip = process.env.SKIP_CONTAINER_TESTS === '1';
-const started: StartedTestContainer[] = [];
-const tempDirs: string[] = [];
+const fixture = new ContainerFixture();
 let certs: { dir: string; fingerprint256: string };
-
-async function tempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
-}
 
 /** A certificate mounted the way the kubelet mounts a TLS secret: files are symlinks into ..data/. */
 async function kubeletStyleCertificates(): Promise<{ dir: string; fingerprint256: string }> {
-  const dir = await tempDir('ftps-certs-');
+  const dir = await fixture.tempDir('ftps-certs-');
   // mkdtemp makes 0700 directories; the container user must be able to enter it.
   await chmod(dir, 0o755);
   const pems = await selfsigned.generate([{ name: 'commonName', value: 'container-test' }], {
@@ -60,22 +39,11 @@ async function kubeletStyleCertificates(): Promise<{ dir: string; fingerprint256
   return { dir, fingerprint256: new X509Certificate(pems.cert).fingerprint256 };
 }
 
-/** A host directory for /data, owned by the container user like a provisioned volume. */
-async function dataDir(): Promise<string> {
-  const dir = await tempDir('ftps-data-');
-  await chown(dir, 1000, 1000);
-  return dir;
-}
-
 async function startGateway(env: Record<string, string>, data: string): Promise<StartedTestContainer> {
   const implicit = env.FTPS_IMPLICIT_SSL === 'true';
-  const passivePorts = Array.from({ length: PASV_MAX - PASV_MIN + 1 }, (_, i) => ({
-    container: PASV_MIN + i,
-    host: PASV_MIN + i,
-  }));
   const container = await new HardenedContainer(IMAGE)
     .withEnvironment({ PASV_ADDRESS: '127.0.0.1', FTP_USER: USER, FTP_PASSWORD: PASSWORD, ...env })
-    .withExposedPorts(implicit ? 990 : 21, ...passivePorts)
+    .withExposedPorts(implicit ? 990 : 21, ...passivePortBindings(PASV_MIN, PASV_MAX))
     .withBindMounts([
       { source: data, target: '/data', mode: 'rw' },
       { source: certs.dir, target: '/certs', mode: 'ro' },
@@ -85,44 +53,22 @@ async function startGateway(env: Record<string, string>, data: string): Promise<
     .withWaitStrategy(Wait.forLogMessage(/"msg":"listening"/))
     .withStartupTimeout(30_000)
     .start();
-  started.push(container);
-  return container;
+  return fixture.track(container);
 }
 
 const controlPort = (c: StartedTestContainer, implicit = false) => c.getMappedPort(implicit ? 990 : 21);
 
-async function logsOf(c: StartedTestContainer): Promise<string> {
-  const { stdout, stderr } = await run('docker', ['logs', c.getId()]);
-  return stdout + stderr;
-}
-
-describe.skipIf(skip)('container image', () => {
+describe.skipIf(skipContainers)('container image', () => {
   beforeAll(async () => {
-    try {
-      await getContainerRuntimeClient();
-    } catch {
-      throw new Error(
-        'No Docker engine is reachable: start one (../shared/ci/docker-engine.sh) or set SKIP_CONTAINER_TESTS=1 to skip the container suite on purpose',
-      );
-    }
-    await GenericContainer.fromDockerfile(path.resolve('.')).build(IMAGE, { deleteOnExit: false });
+    await fixture.buildImage();
     certs = await kubeletStyleCertificates();
   }, 600_000);
 
-  // Removed by id, whatever state a failed test left them in.
-  const removeContainers = async () => {
-    const ids = started.splice(0).map((c) => c.getId());
-    if (ids.length > 0) await run('docker', ['rm', '-f', ...ids]).catch(() => undefined);
-  };
-  afterEach(removeContainers);
-
-  afterAll(async () => {
-    await removeContainers();
-    for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
-  });
+  afterEach(() => fixture.removeContainers());
+  afterAll(() => fixture.cleanup());
 
   it('FileZilla style (AUTH TLS, PROT P, session reuse): upload, list, download, rename, delete', async () => {
-    const data = await dataDir();
+    const data = await fixture.dataDir();
     const gateway = await startGateway({}, data);
     const client = new Client(10_000);
     try {
@@ -165,7 +111,7 @@ describe.skipIf(skip)('container image', () => {
   });
 
   it('DartFTP style (implicit control, implicit data TLS, never PROT P): list, upload, download', async () => {
-    const data = await dataDir();
+    const data = await fixture.dataDir();
     await writeFile(path.join(data, 'existing.txt'), 'served from the volume\n');
     const gateway = await startGateway({ FTPS_IMPLICIT_SSL: 'true', DATA_IMPLICIT_SSL: 'true' }, data);
     const client = await RawFtpClient.connect(controlPort(gateway, true), { implicitTls: true });
@@ -204,7 +150,7 @@ describe.skipIf(skip)('container image', () => {
   });
 
   it('refuses a plain-text FTP login by default', async () => {
-    const gateway = await startGateway({}, await dataDir());
+    const gateway = await startGateway({}, await fixture.dataDir());
     const client = await RawFtpClient.connect(controlPort(gateway));
     try {
       expect((await client.read()).code).toBe(220);
@@ -231,17 +177,17 @@ describe.skipIf(skip)('container image', () => {
     const test = JSON.parse(stdout) as string[];
     expect(test).toEqual(['CMD', 'node', '/app/dist/main.js', 'healthcheck']);
     for (const env of [{}, { FTPS_IMPLICIT_SSL: 'true' }] as Array<Record<string, string>>) {
-      const gateway = await startGateway(env, await dataDir());
+      const gateway = await startGateway(env, await fixture.dataDir());
       const result = await gateway.exec(test.slice(1));
       expect(result.exitCode).toBe(0);
       expect(result.output).toMatch(/^healthy: 220 /);
       // The next container needs the same passive host ports.
-      await removeContainers();
+      await fixture.removeContainers();
     }
   });
 
   it('runs as uid 1000 on a read-only root filesystem', async () => {
-    const gateway = await startGateway({}, await dataDir());
+    const gateway = await startGateway({}, await fixture.dataDir());
     expect((await gateway.exec(['id', '-u'])).output.trim()).toBe('1000');
     const write = await gateway.exec(['touch', '/app/forbidden']);
     expect(write.exitCode).not.toBe(0);
@@ -249,7 +195,7 @@ describe.skipIf(skip)('container image', () => {
   });
 
   it('docker stop during an upload leaves the previous file intact and no temporary file', async () => {
-    const data = await dataDir();
+    const data = await fixture.dataDir();
     const original = randomBytes(64 * 1024);
     await writeFile(path.join(data, 'target.bin'), original);
     await chown(path.join(data, 'target.bin'), 1000, 1000);
