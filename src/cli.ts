@@ -1,15 +1,24 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { createUserStore } from './auth/create-user-store.js';
 import { hashPassword } from './auth/password-hash.js';
 import type { Config } from './config/config.js';
 import { describeConfig } from './config/describe.js';
+import { createLogger } from './observability/logger.js';
+import { loadTlsMaterial } from './tls/certificates.js';
 
 const HEALTHCHECK_TIMEOUT_MS = 5_000;
 /** Longer than any password an FTP command line (4096 bytes) could carry. */
 const MAX_PASSWORD_BYTES = 4096;
 
-/** `check-config`: the resolved configuration, secrets redacted. */
-export function checkConfig(config: Config): string {
+/**
+ * `check-config`: the resolved configuration, secrets redacted, after the checks a start makes on files
+ * (certificates, client CA, users file); their problems are thrown as ConfigErrors.
+ */
+export async function checkConfig(config: Config): Promise<string> {
+  await loadTlsMaterial(config);
+  const users = await createUserStore(config, createLogger({ log: { level: 'silent', format: 'json' } }));
+  users.close?.();
   return describeConfig(config);
 }
 

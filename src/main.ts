@@ -49,7 +49,7 @@ async function serve(): Promise<void> {
 const commands: Record<string, () => Promise<void>> = {
   serve,
   'check-config': async () => {
-    process.stdout.write(`${checkConfig(configOrExit())}\n`);
+    process.stdout.write(`${await checkConfig(configOrExit()).catch(failOnConfig)}\n`);
   },
   healthcheck: async () => {
     const { healthy, message } = await healthcheck(configOrExit());

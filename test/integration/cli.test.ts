@@ -165,12 +165,15 @@ describe('command line', () => {
     expect((failure as { stderr: string }).stderr).toContain(`hash-password: ${message}`);
   });
 
-  it('serve refuses a users file with bad lines: exit code 1, each line number, no hash', async () => {
+  it.each([
+    ['serve', []],
+    ['check-config', ['check-config']],
+  ])('%s refuses a users file with bad lines: exit code 1, each line number, no hash', async (_command, args) => {
     const env = await baseEnv();
     const usersFile = path.join(path.dirname(env.FTP_ROOT!), 'users');
     const hash = '$2y$05$clGbfFgP3w84.BxeAH0e8OPXBSqf/k8EEMe9xKMvd9VbYvVb8nkvS';
     await writeFile(usersFile, `# users\nalice:${hash}:alice:rw\nbob:${hash}:bob:rx\ncarol:plaintext:carol:ro\n`);
-    const failure = await run(process.execPath, [MAIN], { env: { ...env, FTP_USERS_FILE: usersFile } }).catch(
+    const failure = await run(process.execPath, [MAIN, ...args], { env: { ...env, FTP_USERS_FILE: usersFile } }).catch(
       (e: { code: number; stderr: string }) => e,
     );
     expect(failure).toMatchObject({ code: 1 });
