@@ -6,18 +6,11 @@
  */
 import net from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
-import { RawFtpClient } from '../support/raw-client.js';
+import { RawFtpClient, secureClient } from '../support/raw-client.js';
 import { withServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 /** Three failures ban for three seconds; a connection alone would allow ten. */
 const BANS = { LOGIN_BAN_THRESHOLD: '3', LOGIN_BAN_SECONDS: '3', LOGIN_MAX_ATTEMPTS: '10' };
-
-async function secureClient(port: number): Promise<RawFtpClient> {
-  const c = await RawFtpClient.connect(port);
-  expect((await c.read()).code).toBe(220);
-  expect((await c.upgrade()).code).toBe(234);
-  return c;
-}
 
 /** The first reply line a plain connection from `localAddress` receives, or '' when it is closed without one. */
 function greetingFrom(port: number, localAddress: string): Promise<string> {

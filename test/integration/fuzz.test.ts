@@ -18,7 +18,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawFtpClient } from '../support/raw-client.js';
+import { RawFtpClient, listNames, loggedIn } from '../support/raw-client.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 // Fixed for CI; FUZZ_SEED / FUZZ_RUNS explore further (e.g. FUZZ_SEED=$RANDOM FUZZ_RUNS=50000).
@@ -337,22 +337,9 @@ describe('fuzzed command lines on one logged-in TLS session', () => {
     expect(reconnects).toBeGreaterThan(0);
 
     // Afterwards a fresh client logs in and lists.
-    const c = await RawFtpClient.connect(srv.port);
-    expect((await c.read()).code).toBe(220);
-    expect((await c.upgrade()).code).toBe(234);
-    expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-    expect((await c.send('PBSZ 0')).code).toBe(200);
-    expect((await c.send('PROT P')).code).toBe(200);
-    const data = await c.openPassive({ tls: true });
-    const listing = new Promise<string>((resolve) => {
-      let text = '';
-      data.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      data.once('close', () => resolve(text));
-    });
-    expect((await c.send('NLST')).code).toBe(150);
+    const c = await loggedIn(srv.port);
     // The fuzzer may have renamed or deleted file.txt and dir; the sentinel's name it cannot guess.
-    expect((await listing).split('\r\n')).toContain(SENTINEL_FILE);
-    expect((await c.read()).code).toBe(226);
+    expect(await listNames(c)).toContain(SENTINEL_FILE);
     c.close();
   });
 });
@@ -885,21 +872,8 @@ describe('sequence fuzzer: random and mutated command sequences, several connect
 
       // A fresh client logs in and lists, on each server.
       for (const [server, useImplicit] of [[srv, false], [implicit, true]] as const) {
-        const c = await RawFtpClient.connect(server.port, { implicitTls: useImplicit });
-        expect((await c.read()).code).toBe(220);
-        if (!useImplicit) expect((await c.upgrade()).code).toBe(234);
-        expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-        expect((await c.send('PBSZ 0')).code).toBe(200);
-        expect((await c.send('PROT P')).code).toBe(200);
-        const data = await c.openPassive({ tls: true });
-        const listing = new Promise<string>((resolve) => {
-          let text = '';
-          data.on('data', (chunk: Buffer) => (text += chunk.toString()));
-          data.once('close', () => resolve(text));
-        });
-        expect((await c.send('NLST')).code).toBe(150);
-        expect((await listing).split('\r\n')).toContain(SENTINEL_FILE);
-        expect((await c.read()).code).toBe(226);
+        const c = await loggedIn(server.port, { implicitTls: useImplicit });
+        expect(await listNames(c)).toContain(SENTINEL_FILE);
         c.close();
       }
     } finally {

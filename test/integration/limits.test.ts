@@ -9,16 +9,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
-import { RawFtpClient } from '../support/raw-client.js';
-import { withServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
-
-async function loggedIn(port: number): Promise<RawFtpClient> {
-  const c = await RawFtpClient.connect(port);
-  expect((await c.read()).code).toBe(220);
-  expect((await c.upgrade()).code).toBe(234);
-  expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-  return c;
-}
+import { loggedIn, RawFtpClient } from '../support/raw-client.js';
+import { withServer, type RunningServer } from '../support/server.js';
 
 /** A plain TCP connection; `closed` resolves with everything it received once the server has closed it. */
 async function tcp(port: number, localAddress = '127.0.0.1'): Promise<{ socket: net.Socket; closed: Promise<string> }> {
@@ -76,7 +68,7 @@ describe.concurrent('TLS_HANDSHAKE_TIMEOUT_SECONDS', () => {
   it('data: a data connection that never starts its handshake fails the transfer with 425', async () => {
     await withServer({ TLS_HANDSHAKE_TIMEOUT_SECONDS: '1' }, async (srv) => {
       await writeFile(path.join(srv.root, 'file.txt'), 'content');
-      const c = await loggedIn(srv.port);
+      const c = await loggedIn(srv.port, { prot: false });
       expect((await c.send('PBSZ 0')).code).toBe(200);
       expect((await c.send('PROT P')).code).toBe(200);
       const data = await c.openPassive({ tls: false });
@@ -112,7 +104,7 @@ describe.concurrent('slow and idle clients', () => {
     await withServer({ IDLE_TIMEOUT_SECONDS: '2' }, async (srv) => {
       const stranger = await RawFtpClient.connect(srv.port);
       expect((await stranger.read()).code).toBe(220);
-      const user = await loggedIn(srv.port);
+      const user = await loggedIn(srv.port, { prot: false });
       let last: number | undefined;
       for (let i = 0; i < 40; i++) {
         const r = await stranger.send('NOOP');
@@ -158,7 +150,7 @@ describe.concurrent('PASV storms (DATA_TIMEOUT_SECONDS)', () => {
   it('passive ports nobody connects to are freed after the data timeout; repeated PASV holds one port', async () => {
     await withServer({ DATA_TIMEOUT_SECONDS: '2' }, async (srv) => {
       const range = srv.config.data.pasvMaxPort - srv.config.data.pasvMinPort + 1;
-      const clients = await Promise.all(Array.from({ length: range + 1 }, () => loggedIn(srv.port)));
+      const clients = await Promise.all(Array.from({ length: range + 1 }, () => loggedIn(srv.port, { prot: false })));
       const [repeater, ...storm] = clients;
       // One session asking again and again replaces its listener each time.
       for (let i = 0; i < 30; i++) expect((await repeater!.send('PASV')).code).toBe(227);

@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawFtpClient, type FtpReply } from '../support/raw-client.js';
+import { RawFtpClient, type FtpReply, loggedIn, secureClient } from '../support/raw-client.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 let srv: RunningServer;
@@ -16,21 +16,6 @@ beforeAll(async () => {
   await writeFile(path.join(srv.root, 'file.txt'), '0123456789abcdef');
 });
 afterAll(() => srv.stop());
-
-async function secureClient(): Promise<RawFtpClient> {
-  const c = await RawFtpClient.connect(srv.port);
-  expect((await c.read()).code).toBe(220);
-  expect((await c.upgrade()).code).toBe(234);
-  return c;
-}
-
-async function loggedIn(): Promise<RawFtpClient> {
-  const c = await secureClient();
-  expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-  expect((await c.send('PBSZ 0')).code).toBe(200);
-  expect((await c.send('PROT P')).code).toBe(200);
-  return c;
-}
 
 /** Sends a command and returns its reply exactly as it came over the wire (CRLFs included). */
 async function wire(c: RawFtpClient, line: string): Promise<{ reply: FtpReply; raw: string }> {
@@ -73,7 +58,7 @@ describe('reply codes', () => {
   it.each(['XYZW', 'FOOBAR', 'SITE CHMOD 777 file.txt', 'REIN', 'ACCT x', '12', 'R\u00e9TR file.txt'])(
     'an unknown command (%s) → 502',
     async (line) => {
-      const c = await loggedIn();
+      const c = await loggedIn(srv.port);
       expect((await c.send(line)).code).toBe(502);
       expect((await c.send('NOOP')).code).toBe(200);
       c.close();
@@ -87,7 +72,7 @@ describe('reply codes', () => {
     expect((await plain.send('PROT P')).code).toBe(503);
     plain.close();
 
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.send('PASS secret')).code).toBe(503);
     expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
     expect((await c.send('RNTO new.txt')).code).toBe(503);
@@ -108,13 +93,13 @@ describe('reply codes', () => {
     'MFMT 20200101000000 file.txt', 'PASV', 'EPSV', 'PORT 127,0,0,1,200,1', 'EPRT |1|127.0.0.1|51201|',
     'TYPE I', 'MODE S', 'STRU F', 'REST 0', 'ABOR', 'ALLO 10',
   ])('%s before login → 530', async (line) => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.send(line)).code).toBe(530);
     c.close();
   });
 
   it('commands allowed before login answer normally', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.send('SYST')).code).toBe(215);
     expect((await c.send('NOOP')).code).toBe(200);
     expect((await c.send('FEAT')).code).toBe(211);
@@ -129,7 +114,7 @@ describe('reply codes', () => {
     'RETR', 'STOR', 'APPE', 'DELE', 'MKD', 'XMKD', 'RMD', 'RNFR', 'RNTO', 'SIZE', 'MDTM', 'MFMT', 'CWD', 'TYPE', 'MODE',
     'STRU', 'REST', 'PORT', 'EPRT', 'OPTS', 'AUTH', 'PBSZ', 'PROT', 'HOST', 'USER', 'RETR ',
   ])('"%s" without its argument → 501', async (line) => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     expect((await c.send(line)).code).toBe(501);
     c.close();
   });
@@ -137,26 +122,26 @@ describe('reply codes', () => {
   it.each(['TYPE E', 'TYPE X', 'TYPE A T', 'TYPE L 7', 'MODE B', 'MODE C', 'STRU R', 'STRU P'])(
     'an unsupported parameter (%s) → 504',
     async (line) => {
-      const c = await loggedIn();
+      const c = await loggedIn(srv.port);
       expect((await c.send(line)).code).toBe(504);
       c.close();
     },
   );
 
   it.each(['TYPE A', 'TYPE A N', 'TYPE I', 'TYPE L 8', 'type i', 'MODE S', 'STRU F'])('a supported parameter (%s) → 200', async (line) => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     expect((await c.send(line)).code).toBe(200);
     c.close();
   });
 
   it('SYST → 215 UNIX Type: L8', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.send('SYST')).text).toBe('215 UNIX Type: L8');
     c.close();
   });
 
   it('QUIT → 221 and the server closes', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.send('QUIT')).code).toBe(221);
     await expect(c.read(3000)).rejects.toThrow('connection closed');
   });
@@ -180,7 +165,7 @@ describe('multi-line replies', () => {
   ];
 
   it('FEAT is RFC 959/2389 multi-line: 211-, one space-indented feature per line, 211 End', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     const { reply, raw } = await wire(c, 'FEAT');
     expect(reply.code).toBe(211);
     expect(raw.endsWith('\r\n')).toBe(true);
@@ -195,7 +180,7 @@ describe('multi-line replies', () => {
   });
 
   it('HELP is a multi-line 214 reply naming the commands', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     const { reply, raw } = await wire(c, 'HELP');
     expect(reply.code).toBe(214);
     const lines = raw.slice(0, -2).split('\r\n');
@@ -210,7 +195,7 @@ describe('multi-line replies', () => {
   });
 
   it('STAT without argument is a multi-line 211', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     const { reply, raw } = await wire(c, 'STAT');
     expect(reply.code).toBe(211);
     expect(raw).toMatch(/^211-[^\r\n]*\r\n( [^\r\n]*\r\n)+211 [^\r\n]*\r\n$/);
@@ -221,7 +206,7 @@ describe('multi-line replies', () => {
 
 describe('every FEAT line works', () => {
   it('AUTH TLS and AUTH SSL both upgrade the control connection', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect(c.socket).toBeInstanceOf(tls.TLSSocket);
     c.close();
 
@@ -264,7 +249,7 @@ describe('every FEAT line works', () => {
   });
 
   it('PBSZ, PROT P and EPSV: a protected passive download', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
     expect((await c.send('PBSZ 0')).text).toBe('200 PBSZ=0');
     expect((await c.send('PROT P')).code).toBe(200);
@@ -275,7 +260,7 @@ describe('every FEAT line works', () => {
   });
 
   it('EPRT: an active download to the client', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     const listener = net.createServer();
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
     const port = (listener.address() as net.AddressInfo).port;
@@ -290,7 +275,7 @@ describe('every FEAT line works', () => {
   });
 
   it('SIZE, MDTM and MFMT', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     await writeFile(path.join(srv.root, 'timed.bin'), Buffer.alloc(1234, 7));
     await utimes(path.join(srv.root, 'timed.bin'), new Date(), new Date('2020-01-02T03:04:05Z'));
     expect((await c.send('SIZE timed.bin')).text).toBe('213 1234');
@@ -305,7 +290,7 @@ describe('every FEAT line works', () => {
   });
 
   it('REST STREAM: a download resumes at the offset, and only the next transfer', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     expect((await c.send('REST 10')).code).toBe(350);
     expect((await download(c, 'file.txt')).toString()).toBe('abcdef');
     expect((await download(c, 'file.txt')).toString()).toBe('0123456789abcdef');
@@ -314,7 +299,7 @@ describe('every FEAT line works', () => {
   });
 
   it('REST STREAM: an upload resumes at the offset', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     await upload(c, 'resume.txt', 'AAAAAAAAAA');
     expect((await c.send('REST 4')).code).toBe(350);
     await upload(c, 'resume.txt', 'bbb');
@@ -323,7 +308,7 @@ describe('every FEAT line works', () => {
   });
 
   it('MLST: one space-indented fact line; OPTS MLST narrows the facts', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     const { reply, raw } = await wire(c, 'MLST file.txt');
     expect(reply.code).toBe(250);
     const lines = raw.slice(0, -2).split('\r\n');
@@ -339,7 +324,7 @@ describe('every FEAT line works', () => {
   });
 
   it('UTF8: OPTS UTF8 ON → 200, and UTF-8 names go through unchanged', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     expect((await c.send('OPTS UTF8 ON')).code).toBe(200);
     expect((await c.send('OPTS UTF8 OFF')).code).toBe(504);
     const name = 'grüße 日本 🎉.txt';
@@ -355,7 +340,7 @@ describe('every FEAT line works', () => {
   });
 
   it('HOST before login → 220', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.send('HOST ftp.example.com')).code).toBe(220);
     expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
     c.close();
@@ -364,14 +349,14 @@ describe('every FEAT line works', () => {
 
 describe('command line handling', () => {
   it('Telnet IAC IP / IAC DM before ABOR are ignored (idle: 225)', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     c.writeRaw(Buffer.concat([Buffer.from([0xff, 0xf4, 0xff, 0xf2]), Buffer.from('ABOR\r\n')]));
     expect((await c.read()).code).toBe(225);
     c.close();
   });
 
   it('ABOR with Telnet IAC during a download aborts it: 426 for the transfer, then 226 for ABOR', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     await writeFile(path.join(srv.root, 'big.bin'), Buffer.alloc(32 * 1024 * 1024, 1));
     const data = await c.openPassive({ tls: true });
     // Read nothing: the transfer stalls on backpressure and is still running when ABOR comes.
@@ -386,7 +371,7 @@ describe('command line handling', () => {
   });
 
   it('commands pipelined in one write are answered in order', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     c.writeRaw('MKD pipe\r\nCWD pipe\r\nPWD\r\nSYST\r\nXYZW\r\nCDUP\r\nRMD pipe\r\nPWD\r\n');
     const replies: string[] = [];
     for (let i = 0; i < 8; i++) replies.push((await c.read()).text);
@@ -404,7 +389,7 @@ describe('command line handling', () => {
   });
 
   it('a long pipeline (more than the queue limit) is answered completely and in order', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     const n = 200;
     c.writeRaw(Array.from({ length: n }, (_, i) => (i % 2 ? 'NOOP\r\n' : 'SYST\r\n')).join(''));
     for (let i = 0; i < n; i++) expect((await c.read()).code).toBe(i % 2 ? 200 : 215);
@@ -413,7 +398,7 @@ describe('command line handling', () => {
   });
 
   it('every non-blank line gets a reply: a leading space or a malformed verb → 502; blank lines are skipped', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     c.writeRaw(' NOOP\r\n\r\n   \r\nRETRfile.txt\r\nRETR\tfile.txt\r\nNOOP\r\n');
     const replies: number[] = [];
     for (let i = 0; i < 4; i++) replies.push((await c.read()).code);
@@ -422,7 +407,7 @@ describe('command line handling', () => {
   });
 
   it('lowercase and mixed-case verbs work; a bare LF ends a line too', async () => {
-    const c = await secureClient();
+    const c = await secureClient(srv.port);
     expect((await c.send('syst')).code).toBe(215);
     expect((await c.send(`user ${TEST_USER}`)).code).toBe(331);
     expect((await c.send(`pAsS ${TEST_PASSWORD}`)).code).toBe(230);
@@ -434,7 +419,7 @@ describe('command line handling', () => {
   });
 
   it('an upload and a download give back the same bytes (SHA-256)', async () => {
-    const c = await loggedIn();
+    const c = await loggedIn(srv.port);
     const content = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) & 0xff));
     await upload(c, 'blob.bin', content);
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -12,7 +12,7 @@ import { Readable, Writable } from 'node:stream';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
-import { RawFtpClient, type FtpReply } from '../support/raw-client.js';
+import { loggedIn, RawFtpClient, type FtpReply } from '../support/raw-client.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
@@ -45,15 +45,10 @@ async function within<T>(ms: number, what: string, promise: Promise<T>): Promise
 
 const clients: RawFtpClient[] = [];
 
-/** Logged in over TLS with PBSZ 0 / PROT P, as FileZilla does. */
+/** Logged in with PROT P; closed after each test. */
 async function session(port: number): Promise<RawFtpClient> {
-  const c = await RawFtpClient.connect(port);
+  const c = await loggedIn(port);
   clients.push(c);
-  expect((await c.read()).code).toBe(220);
-  expect((await c.upgrade()).code).toBe(234);
-  expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-  expect((await c.send('PBSZ 0')).code).toBe(200);
-  expect((await c.send('PROT P')).code).toBe(200);
   return c;
 }
 

@@ -10,29 +10,10 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { setTimeout } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectData, RawFtpClient } from '../support/raw-client.js';
+import { connectData, RawFtpClient, loggedIn, secureClient } from '../support/raw-client.js';
 import { startServer, withServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 const CONTENT = 'the file body\n';
-
-/** 220, AUTH TLS, handshake. */
-async function secureClient(port: number): Promise<RawFtpClient> {
-  const c = await RawFtpClient.connect(port);
-  expect((await c.read()).code).toBe(220);
-  expect((await c.upgrade()).code).toBe(234);
-  return c;
-}
-
-/** Logged in over TLS; with `prot` also PBSZ 0 + PROT P. */
-async function loggedIn(port: number, o: { prot?: boolean } = {}): Promise<RawFtpClient> {
-  const c = await secureClient(port);
-  expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-  if (o.prot ?? true) {
-    expect((await c.send('PBSZ 0')).code).toBe(200);
-    expect((await c.send('PROT P')).code).toBe(200);
-  }
-  return c;
-}
 
 /** Everything a socket receives until it closes; a reset or failed handshake just ends it. */
 function received(socket: net.Socket): Promise<Buffer> {

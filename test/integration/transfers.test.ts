@@ -4,22 +4,17 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readAll, RawFtpClient, type FtpReply } from '../support/raw-client.js';
-import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { readAll, loggedIn, RawFtpClient, type FtpReply } from '../support/raw-client.js';
+import { startServer, TEST_USER, type RunningServer } from '../support/server.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 const open: RawFtpClient[] = [];
 
-/** Logged in over TLS with PBSZ 0 / PROT P, as FileZilla does. */
+/** Logged in with PROT P; closed after each test. */
 async function session(port: number): Promise<RawFtpClient> {
-  const c = await RawFtpClient.connect(port);
+  const c = await loggedIn(port);
   open.push(c);
-  expect((await c.read()).code).toBe(220);
-  expect((await c.upgrade()).code).toBe(234);
-  expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-  expect((await c.send('PBSZ 0')).code).toBe(200);
-  expect((await c.send('PROT P')).code).toBe(200);
   return c;
 }
 

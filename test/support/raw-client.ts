@@ -1,5 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { expect } from 'vitest';
+import { TEST_PASSWORD, TEST_USER } from './server.js';
 
 export interface FtpReply {
   readonly code: number;
@@ -174,4 +176,33 @@ export function readAll(socket: net.Socket): Promise<Buffer> {
     socket.once('error', reject);
     socket.once('close', () => resolve(Buffer.concat(chunks)));
   });
+}
+
+/** 220, then AUTH TLS and the handshake (nothing more in implicit mode, where TLS came first). */
+export async function secureClient(port: number, o: { implicitTls?: boolean } = {}): Promise<RawFtpClient> {
+  const c = await RawFtpClient.connect(port, o);
+  expect((await c.read()).code).toBe(220);
+  if (!o.implicitTls) expect((await c.upgrade()).code).toBe(234);
+  return c;
+}
+
+/** Logged in over TLS as the test user; with `prot` (default) also PBSZ 0 + PROT P, as FileZilla does. */
+export async function loggedIn(port: number, o: { implicitTls?: boolean; prot?: boolean } = {}): Promise<RawFtpClient> {
+  const c = await secureClient(port, o);
+  expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
+  if (o.prot ?? true) {
+    expect((await c.send('PBSZ 0')).code).toBe(200);
+    expect((await c.send('PROT P')).code).toBe(200);
+  }
+  return c;
+}
+
+/** NLST over a protected passive data connection: the names, with the 150 and 226 replies checked. */
+export async function listNames(c: RawFtpClient): Promise<string[]> {
+  const data = await c.openPassive({ tls: true });
+  const listing = readAll(data);
+  expect((await c.send('NLST')).code).toBe(150);
+  const names = (await listing).toString().split('\r\n');
+  expect((await c.read()).code).toBe(226);
+  return names;
 }
