@@ -12,6 +12,7 @@ import { Readable, Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { Wait, type StartedTestContainer } from 'testcontainers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ftpsLogin } from '../support/ftps-client.js';
 import { connectData, RawFtpClient, type FtpReply } from '../support/raw-client.js';
 import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, sha256, skipContainers } from './support.js';
 
@@ -50,18 +51,8 @@ async function startGateway(data: DataVolume, env: Record<string, string> = {}):
   return fixture.track(gateway);
 }
 
-async function login(gateway: StartedTestContainer): Promise<Client> {
-  const client = new Client(20_000);
-  await client.access({
-    host: '127.0.0.1',
-    port: gateway.getMappedPort(21),
-    user: USER,
-    password: PASSWORD,
-    secure: true,
-    secureOptions: { rejectUnauthorized: false },
-  });
-  return client;
-}
+/** Containers answer more slowly than the in-process server: a longer client timeout. */
+const login = (gateway: StartedTestContainer): Promise<Client> => ftpsLogin(gateway.getMappedPort(21), USER, PASSWORD, 20_000);
 
 async function download(client: Client, name: string): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -3,10 +3,10 @@ import { chmod, chown, mkdir, readdir, readFile, symlink, writeFile } from 'node
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
-import { Client } from 'basic-ftp';
 import selfsigned from 'selfsigned';
 import { Wait, type StartedTestContainer } from 'testcontainers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ftpsLogin } from '../support/ftps-client.js';
 import { connectData, readAll, RawFtpClient } from '../support/raw-client.js';
 import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, sha256, skipContainers } from './support.js';
 
@@ -70,16 +70,8 @@ describe.skipIf(skipContainers)('container image', () => {
   it('FileZilla style (AUTH TLS, PROT P, session reuse): upload, list, download, rename, delete', async () => {
     const data = await fixture.dataDir();
     const gateway = await startGateway({}, data);
-    const client = new Client(10_000);
+    const client = await ftpsLogin(controlPort(gateway), USER, PASSWORD);
     try {
-      await client.access({
-        host: '127.0.0.1',
-        port: controlPort(gateway),
-        user: USER,
-        password: PASSWORD,
-        secure: true,
-        secureOptions: { rejectUnauthorized: false },
-      });
       // The certificate served is the one mounted from the secret.
       const peer = (client.ftp.socket as tls.TLSSocket).getPeerX509Certificate();
       expect(peer?.fingerprint256).toBe(certs.fingerprint256);
@@ -200,15 +192,7 @@ describe.skipIf(skipContainers)('container image', () => {
     await writeFile(path.join(data, 'target.bin'), original);
     await chown(path.join(data, 'target.bin'), 1000, 1000);
     const gateway = await startGateway({ SHUTDOWN_GRACE_SECONDS: '1' }, data);
-    const client = new Client(10_000);
-    await client.access({
-      host: '127.0.0.1',
-      port: controlPort(gateway),
-      user: USER,
-      password: PASSWORD,
-      secure: true,
-      secureOptions: { rejectUnauthorized: false },
-    });
+    const client = await ftpsLogin(controlPort(gateway), USER, PASSWORD);
     // An upload that never ends on its own: 64 KiB every 20 ms.
     let sent = 0;
     const endless = new Readable({

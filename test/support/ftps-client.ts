@@ -2,8 +2,8 @@ import { Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
 
 /** basic-ftp over explicit FTPS (AUTH TLS, PBSZ 0, PROT P), logged in; rejects with the FTPError of a refused login. */
-export async function ftpsLogin(port: number, user: string, password: string): Promise<Client> {
-  const client = new Client(10_000);
+export async function ftpsLogin(port: number, user: string, password: string, timeoutMs = 10_000): Promise<Client> {
+  const client = new Client(timeoutMs);
   try {
     await client.access({ host: '127.0.0.1', port, user, password, secure: true, secureOptions: { rejectUnauthorized: false } });
     return client;
