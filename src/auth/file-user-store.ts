@@ -5,7 +5,8 @@ import path from 'node:path';
 import { ConfigError } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import { verifyPassword, type PasswordHash } from './password-hash.js';
-import { isAllowed, parseUsersFile, type FileUser, type UsersFileOptions } from './users-file.js';
+import { isListed } from '../net/address-list.js';
+import { parseUsersFile, type FileUser, type UsersFileOptions } from './users-file.js';
 import type { AuthFailure, AuthResult, PeerInfo, UserStore } from './user-store.js';
 
 export interface FileUserStoreOptions extends UsersFileOptions {
@@ -73,7 +74,7 @@ export class FileUserStore implements UserStore {
     const hash = user?.hash ?? this.decoy;
     const matches = hash !== undefined && (await verifyPassword(hash, password));
     if (!user) return fail('unknown-user');
-    if (user.allowedFrom && !isAllowed(user.allowedFrom, peer.address)) return fail('address-not-allowed');
+    if (user.allowedFrom && !isListed(user.allowedFrom, peer.address)) return fail('address-not-allowed');
     if (!matches) return fail('wrong-password');
     await mkdir(user.account.homeDir, { recursive: true });
     return { ok: true, account: user.account };

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import path from 'node:path';
+import { blockListOf, parseAddressRange } from '../net/address-list.js';
 import { parsePasswordHash, type PasswordHash } from './password-hash.js';
 import type { Account } from './user-store.js';
 
@@ -102,25 +103,13 @@ function parsePermissions(text: string): boolean {
 
 /** Comma-separated addresses and CIDRs, IPv4 and IPv6. */
 function parseAllowList(text: string): net.BlockList {
-  const list = new net.BlockList();
   const entries = text.split(',').map((e) => e.trim());
   if (entries.every((e) => e === '')) throw new BadLine('empty allowed-cidrs (leave the field out to allow any address)');
-  for (const entry of entries) {
-    const [address = '', prefix, extra] = entry.split('/');
-    const version = net.isIP(address);
-    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (version === 4 ? 32 : 128));
-    if (version === 0 || extra !== undefined || !prefixOk) {
-      throw new BadLine(`allowed-cidrs: ${quote(entry)} is not an IPv4/IPv6 address or CIDR`);
-    }
-    const family = version === 4 ? 'ipv4' : 'ipv6';
-    if (prefix === undefined) list.addAddress(address, family);
-    else list.addSubnet(address, Number(prefix), family);
-  }
-  return list;
-}
-
-/** Whether `address` (as the session reports it: IPv4-mapped IPv6 already shortened) is on the list. */
-export function isAllowed(list: net.BlockList, address: string): boolean {
-  const version = net.isIP(address);
-  return version !== 0 && list.check(address, version === 4 ? 'ipv4' : 'ipv6');
+  return blockListOf(
+    entries.map((entry) => {
+      const range = parseAddressRange(entry);
+      if (!range) throw new BadLine(`allowed-cidrs: ${quote(entry)} is not an IPv4/IPv6 address or CIDR`);
+      return range;
+    }),
+  );
 }

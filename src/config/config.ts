@@ -72,6 +72,20 @@ export interface Config {
     /** SHUTDOWN_GRACE_SECONDS: how long running transfers may finish after SIGTERM/SIGINT. */
     readonly shutdownGraceSeconds: number;
   };
+  readonly operations: {
+    /** HTTP_PORT: /healthz, /readyz and /metrics; 0 = no HTTP endpoint. */
+    readonly httpPort: number;
+    /** HTTP_BIND_ADDRESS: undefined = all interfaces. */
+    readonly httpBindAddress: string | undefined;
+    /** PROXY_PROTOCOL: the header versions accepted on control and passive data connections. */
+    readonly proxyProtocol: 'off' | 'v1' | 'v2' | 'any';
+    /** PROXY_TRUSTED_CIDRS: the only peers whose PROXY headers are believed (normalized address/CIDR list). */
+    readonly proxyTrustedCidrs: readonly string[];
+    /** PASV_ADDRESS_OVERRIDES: clients inside `cidr` are sent `address` in 227 replies; first match wins. */
+    readonly pasvAddressOverrides: readonly { readonly cidr: string; readonly address: string }[];
+    /** PASV_ADDRESS_RESOLVE_SECONDS: how often a host name in PASV_ADDRESS is resolved again. */
+    readonly pasvAddressResolveSeconds: number;
+  };
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
     readonly format: 'json' | 'pretty';

@@ -5,7 +5,7 @@ const SECRETS = new Set<string>(SECRET_VARIABLES);
 
 /** The resolved configuration as `VARIABLE=value` lines (for check-config); unset is empty, secrets are redacted. */
 export function describeConfig(config: Config): string {
-  const { ftps, data, tls, storage, auth, limits, log } = config;
+  const { ftps, data, tls, storage, auth, limits, operations, log } = config;
   // Typed by variable name, so the compiler flags a variable missing here.
   const values: Record<VariableName, string | number | boolean | undefined> = {
     FTPS_IMPLICIT_SSL: ftps.implicit,
@@ -46,6 +46,12 @@ export function describeConfig(config: Config): string {
     MAX_CONNECTIONS_PER_IP: limits.maxConnectionsPerIp,
     IDLE_TIMEOUT_SECONDS: limits.idleTimeoutSeconds,
     SHUTDOWN_GRACE_SECONDS: limits.shutdownGraceSeconds,
+    HTTP_PORT: operations.httpPort,
+    HTTP_BIND_ADDRESS: operations.httpBindAddress,
+    PROXY_PROTOCOL: operations.proxyProtocol,
+    PROXY_TRUSTED_CIDRS: operations.proxyTrustedCidrs.join(',') || undefined,
+    PASV_ADDRESS_OVERRIDES: operations.pasvAddressOverrides.map((o) => `${o.cidr}=${o.address}`).join(';') || undefined,
+    PASV_ADDRESS_RESOLVE_SECONDS: operations.pasvAddressResolveSeconds,
     LOG_LEVEL: log.level,
     LOG_FORMAT: log.format,
   };

@@ -1,6 +1,7 @@
-import { isIP } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { formatRange, parseAddressRange } from '../net/address-list.js';
 import type { Config } from './config.js';
 
 /** Drops unset entries. An empty value counts as unset, so `X=` in a compose file or .env means "use the default". */
@@ -53,6 +54,22 @@ const oneLine = variable('a single line (no CR or LF)', (raw) => (/[\r\n]/.test(
 const absolutePath = variable('an absolute path', (raw) => (isAbsolute(raw) ? raw : undefined));
 const text = z.string();
 
+/** Comma-separated addresses/CIDRs, normalized ("10.0.0.0/8,192.0.2.7"). */
+const addressList = variable('comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8,192.0.2.7', (raw) => {
+  const ranges = raw.split(',').map(parseAddressRange);
+  return ranges.every((r) => r !== undefined) ? ranges.map(formatRange) : undefined;
+});
+
+/** `CIDR=IPv4;CIDR=IPv4`: the PASV address for clients of each network, first match wins. */
+const pasvOverrides = variable('CIDR=IPv4-address pairs separated by ";", e.g. 10.0.0.0/8=10.0.0.5', (raw) => {
+  const pairs = raw.split(';').filter((pair) => pair.trim() !== '').map((pair) => {
+    const [cidr = '', address = '', extra] = pair.split('=').map((part) => part.trim());
+    const range = parseAddressRange(cidr);
+    return range && isIPv4(address) && extra === undefined ? { cidr: formatRange(range), address } : undefined;
+  });
+  return pairs.length > 0 && pairs.every((p) => p !== undefined) ? pairs : undefined;
+});
+
 const variables = z.object({
   FTPS_IMPLICIT_SSL: bool.default(false),
   // 0 lets the OS pick a free port (tests); unset means 21, or 990 when implicit.
@@ -101,6 +118,14 @@ const variables = z.object({
   // 0: cut running transfers at once on SIGTERM.
   SHUTDOWN_GRACE_SECONDS: integer(0, Math.floor(0x7fff_ffff / 1000)).default(30),
 
+  // 0 disables the HTTP endpoint.
+  HTTP_PORT: integer(0, 65_535).default(8080),
+  HTTP_BIND_ADDRESS: ipAddress.optional(),
+  PROXY_PROTOCOL: oneOf(['off', 'v1', 'v2', 'any']).default('off'),
+  PROXY_TRUSTED_CIDRS: addressList.optional(),
+  PASV_ADDRESS_OVERRIDES: pasvOverrides.optional(),
+  PASV_ADDRESS_RESOLVE_SECONDS: seconds.default(60),
+
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: oneOf(['json', 'pretty']).default('json'),
 });
@@ -142,6 +167,16 @@ const clientAuthNeedsCa = rule(['TLS_CLIENT_AUTH', 'TLS_CLIENT_CA_PATH'], (vars,
 const pasvRange = rule(['PASV_MIN_PORT', 'PASV_MAX_PORT'], ({ PASV_MIN_PORT: min, PASV_MAX_PORT: max }, ctx) => {
   if (min > max) {
     ctx.addIssue({ code: 'custom', path: ['PASV_MIN_PORT'], message: `must not be greater than PASV_MAX_PORT (${min} > ${max})` });
+  }
+});
+
+const proxyNeedsTrust = rule(['PROXY_PROTOCOL', 'PROXY_TRUSTED_CIDRS'], (vars, ctx) => {
+  if (vars.PROXY_PROTOCOL !== 'off' && vars.PROXY_TRUSTED_CIDRS === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['PROXY_TRUSTED_CIDRS'],
+      message: `required when PROXY_PROTOCOL is ${vars.PROXY_PROTOCOL} (the load balancers' addresses)`,
+    });
   }
 });
 
@@ -196,6 +231,14 @@ function toConfig(v: Variables): Config {
       idleTimeoutSeconds: v.IDLE_TIMEOUT_SECONDS,
       shutdownGraceSeconds: v.SHUTDOWN_GRACE_SECONDS,
     },
+    operations: {
+      httpPort: v.HTTP_PORT,
+      httpBindAddress: v.HTTP_BIND_ADDRESS,
+      proxyProtocol: v.PROXY_PROTOCOL,
+      proxyTrustedCidrs: v.PROXY_TRUSTED_CIDRS ?? [],
+      pasvAddressOverrides: v.PASV_ADDRESS_OVERRIDES ?? [],
+      pasvAddressResolveSeconds: v.PASV_ADDRESS_RESOLVE_SECONDS,
+    },
     log: { level: v.LOG_LEVEL, format: v.LOG_FORMAT },
   };
 }
@@ -212,6 +255,7 @@ export const envSchema = z.preprocess(
       bothOrNeither('FTP_USER', 'FTP_PASSWORD'),
       pasvRange,
       clientAuthNeedsCa,
+      proxyNeedsTrust,
     )
     .transform(toConfig),
 );

@@ -38,6 +38,8 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     {
       FTPS_PORT: '0',
       FTPS_BIND_ADDRESS: '127.0.0.1',
+      // Tests that need the HTTP endpoint set a free port; 8080 would collide between parallel servers.
+      HTTP_PORT: '0',
       FTP_ROOT: root,
       FTP_USER: TEST_USER,
       FTP_PASSWORD: TEST_PASSWORD,

@@ -52,6 +52,19 @@ describe('loadConfig problems', () => {
     [{ FTPS_BIND_ADDRESS: 'localhost' }, 'FTPS_BIND_ADDRESS: expected an IP address, got "localhost"'],
     [{ PASV_ADDRESS: '10.0.0.256' }, 'PASV_ADDRESS: expected an IP address or host name, got "10.0.0.256"'],
     [{ PASV_ADDRESS: 'ftp_host!' }, 'PASV_ADDRESS: expected an IP address or host name, got "ftp_host!"'],
+    [{ HTTP_PORT: '65536' }, 'HTTP_PORT: expected a whole number from 0 to 65535, got "65536"'],
+    [{ HTTP_BIND_ADDRESS: 'localhost' }, 'HTTP_BIND_ADDRESS: expected an IP address, got "localhost"'],
+    [{ PROXY_PROTOCOL: 'v3' }, 'PROXY_PROTOCOL: expected one of off/v1/v2/any, got "v3"'],
+    [{ PROXY_PROTOCOL: 'v2' }, 'PROXY_TRUSTED_CIDRS: required when PROXY_PROTOCOL is v2 (the load balancers\' addresses)'],
+    [
+      { PROXY_TRUSTED_CIDRS: '10.0.0.0/33' },
+      'PROXY_TRUSTED_CIDRS: expected comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8,192.0.2.7, got "10.0.0.0/33"',
+    ],
+    [
+      { PASV_ADDRESS_OVERRIDES: '10.0.0.0/8=fd00::5' },
+      'PASV_ADDRESS_OVERRIDES: expected CIDR=IPv4-address pairs separated by ";", e.g. 10.0.0.0/8=10.0.0.5, got "10.0.0.0/8=fd00::5"',
+    ],
+    [{ PASV_ADDRESS_RESOLVE_SECONDS: '0' }, 'PASV_ADDRESS_RESOLVE_SECONDS: expected a whole number from 1 to 2147483, got "0"'],
     [{ FTPS_BANNER: 'hi\r\n230 Logged in' }, 'FTPS_BANNER: expected a single line (no CR or LF), got "hi\\r\\n230 Logged in"'],
   ])('%o is refused', (env, problem) => {
     expect(problemsOf(env)).toStrictEqual([problem]);

@@ -51,6 +51,14 @@ describe('envSchema', () => {
         banSeconds: 900,
       },
       limits: { maxConnections: 256, maxConnectionsPerIp: 32, idleTimeoutSeconds: 300, shutdownGraceSeconds: 30 },
+      operations: {
+        httpPort: 8080,
+        httpBindAddress: undefined,
+        proxyProtocol: 'off',
+        proxyTrustedCidrs: [],
+        pasvAddressOverrides: [],
+        pasvAddressResolveSeconds: 60,
+      },
       log: { level: 'info', format: 'json' },
     });
   });
@@ -98,6 +106,19 @@ describe('envSchema', () => {
     [{ MAX_CONNECTIONS_PER_IP: '4' }, (c) => c.limits.maxConnectionsPerIp, 4],
     [{ IDLE_TIMEOUT_SECONDS: '30' }, (c) => c.limits.idleTimeoutSeconds, 30],
     [{ SHUTDOWN_GRACE_SECONDS: '0' }, (c) => c.limits.shutdownGraceSeconds, 0],
+    [{ HTTP_PORT: '9090' }, (c) => c.operations.httpPort, 9090],
+    [{ HTTP_BIND_ADDRESS: '127.0.0.1' }, (c) => c.operations.httpBindAddress, '127.0.0.1'],
+    [
+      { PROXY_PROTOCOL: 'V2', PROXY_TRUSTED_CIDRS: '10.0.0.0/8, fd00::1' },
+      (c) => [c.operations.proxyProtocol, c.operations.proxyTrustedCidrs],
+      ['v2', ['10.0.0.0/8', 'fd00::1']],
+    ],
+    [
+      { PASV_ADDRESS_OVERRIDES: '10.0.0.0/8=10.0.0.5; 192.168.0.0/16 = 192.168.1.2;' },
+      (c) => c.operations.pasvAddressOverrides,
+      [{ cidr: '10.0.0.0/8', address: '10.0.0.5' }, { cidr: '192.168.0.0/16', address: '192.168.1.2' }],
+    ],
+    [{ PASV_ADDRESS_RESOLVE_SECONDS: '300' }, (c) => c.operations.pasvAddressResolveSeconds, 300],
     [{ LOG_LEVEL: 'debug' }, (c) => c.log.level, 'debug'],
     [{ LOG_FORMAT: 'pretty' }, (c) => c.log.format, 'pretty'],
   ];
@@ -127,6 +148,7 @@ describe('envSchema', () => {
     [{ LOG_LEVEL: 'WARN' }, (c: Config) => c.log.level, 'warn'],
     [{ TLS_MIN_VERSION: 'tlsv1.3' }, (c: Config) => c.tls.minVersion, 'TLSv1.3'],
     [{ MAX_CONNECTIONS: '007' }, (c: Config) => c.limits.maxConnections, 7],
+    [{ HTTP_PORT: '0' }, (c: Config) => c.operations.httpPort, 0],
   ])('accepts the edge case %o', (env, get, expected) => {
     expect(get(parse(env))).toStrictEqual(expected);
   });
