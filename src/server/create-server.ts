@@ -1,23 +1,12 @@
-import { lookup } from 'node:dns/promises';
 import { mkdir } from 'node:fs/promises';
-import net from 'node:net';
 import { createUserStore } from '../auth/create-user-store.js';
 import type { UserStore } from '../auth/user-store.js';
 import { ConfigError, type Config } from '../config/config.js';
+import { PasvAddresses } from '../data/pasv-address.js';
 import type { Logger } from '../observability/logger.js';
 import { loadTlsMaterial } from '../tls/certificates.js';
 import { TlsContextFactory } from '../tls/session-contexts.js';
 import { FtpServer } from './ftp-server.js';
-
-/** PASV_ADDRESS may be a host name: resolved once at start (PASV needs an IPv4 address). */
-async function resolvePasvAddress(value: string | undefined): Promise<string | undefined> {
-  if (value === undefined || net.isIP(value)) return value;
-  try {
-    return (await lookup(value, { family: 4 })).address;
-  } catch {
-    throw new ConfigError([`PASV_ADDRESS: cannot resolve host name "${value}" to an IPv4 address`]);
-  }
-}
 
 async function ensureRoot(root: string): Promise<void> {
   try {
@@ -29,7 +18,7 @@ async function ensureRoot(root: string): Promise<void> {
 
 /** Everything the server needs that is checked at start; problems are ConfigErrors. */
 export async function createServer(config: Config, log: Logger, users?: UserStore): Promise<FtpServer> {
-  const [material, pasvAddress] = await Promise.all([loadTlsMaterial(config), resolvePasvAddress(config.data.pasvAddress)]);
+  const [material, pasvAddresses] = await Promise.all([loadTlsMaterial(config), PasvAddresses.create(config, log)]);
   await ensureRoot(config.storage.root);
   for (const [channel, m] of Object.entries(material)) {
     if (channel === 'data' && m === material.control) continue;
@@ -38,5 +27,5 @@ export async function createServer(config: Config, log: Logger, users?: UserStor
     else log.info(entry, 'certificate loaded');
   }
   const store = users ?? (await createUserStore(config, log));
-  return new FtpServer({ config, log, tls: new TlsContextFactory(material, config.tls), users: store, pasvAddress });
+  return new FtpServer({ config, log, tls: new TlsContextFactory(material, config.tls), users: store, pasvAddresses });
 }

@@ -4,6 +4,7 @@ import type { Account, UserStore } from '../auth/user-store.js';
 import { allCommands } from '../commands/index.js';
 import { CommandRegistry } from '../commands/registry.js';
 import type { Config } from '../config/config.js';
+import type { PasvAddresses } from '../data/pasv-address.js';
 import { normalizeAddress } from '../data/peer-address.js';
 import { PortPool } from '../data/port-pool.js';
 import type { Logger } from '../observability/logger.js';
@@ -18,8 +19,7 @@ export interface ServerDeps {
   readonly log: Logger;
   readonly tls: TlsContextFactory;
   readonly users: UserStore;
-  /** PASV_ADDRESS resolved to an IP. */
-  readonly pasvAddress: string | undefined;
+  readonly pasvAddresses: PasvAddresses;
 }
 
 /** What the server has done, for health checks and metrics. */
@@ -112,6 +112,7 @@ export class FtpServer {
     clearTimeout(timer);
     await closed;
     this.logins.dispose();
+    this.deps.pasvAddresses.close();
     // The store may watch FTP_USERS_FILE.
     this.deps.users.close?.();
   }
@@ -144,7 +145,7 @@ export class FtpServer {
       tls: this.deps.tls,
       logins: this.logins,
       ports: this.ports,
-      pasvAddress: this.deps.pasvAddress,
+      pasvAddresses: this.deps.pasvAddresses,
       openStorage: (account: Account) => new LocalFsStorage(account.homeDir),
     });
     this.sessions.add(session);

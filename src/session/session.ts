@@ -8,6 +8,7 @@ import type { Config } from '../config/config.js';
 import { activeChannel } from '../data/active.js';
 import type { PendingDataChannel } from '../data/data-channel.js';
 import { openPassive } from '../data/passive.js';
+import type { PasvAddresses } from '../data/pasv-address.js';
 import { normalizeAddress } from '../data/peer-address.js';
 import type { PortPool } from '../data/port-pool.js';
 import type { DataTlsPolicy } from '../data/tls-wrap.js';
@@ -49,8 +50,8 @@ export interface SessionDeps {
   readonly tls: TlsContextFactory;
   readonly logins: LoginFailures;
   readonly ports: PortPool;
-  /** PASV_ADDRESS resolved to an IP at start; undefined = the control connection's local address. */
-  readonly pasvAddress: string | undefined;
+  /** The address 227 replies advertise, per client network. */
+  readonly pasvAddresses: PasvAddresses;
   readonly openStorage: (account: Account) => StorageBackend;
 }
 
@@ -397,7 +398,7 @@ export class Session implements CommandContext {
         log: this.log,
       });
       this.replacePending(channel);
-      return { address: this.deps.pasvAddress ?? this.local.address, port: channel.port };
+      return { address: this.deps.pasvAddresses.addressFor(this.peer.address) ?? this.local.address, port: channel.port };
     },
     active: (target) => {
       this.replacePending(
