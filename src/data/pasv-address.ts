@@ -78,7 +78,8 @@ export class PasvAddresses {
     } catch (err) {
       // One line per failure streak, not one per period.
       if (!this.#failing) {
-        this.#log.warn({ host, address: this.#address, reason: (err as NodeJS.ErrnoException).code ?? String(err) }, 'PASV_ADDRESS cannot be resolved, keeping the last address');
+        const reason = (err as NodeJS.ErrnoException).code ?? String(err);
+        this.#log.warn({ host, address: this.#address, reason }, 'PASV_ADDRESS cannot be resolved, keeping the last address');
       }
       this.#failing = true;
     }
