@@ -22,7 +22,9 @@ COPY --chown=root:root package.json ./
 RUN mkdir -p /data /certs && chown node:node /data
 USER node
 VOLUME /data
-EXPOSE 21 990 30000-30009
+# 8080: HTTP_PORT, /healthz, /readyz and /metrics.
+EXPOSE 21 990 8080 30000-30009
+# The image has no curl: the sub-command GETs /readyz (the FTP greeting when HTTP_PORT=0) within 5 s.
 HEALTHCHECK --interval=30s --timeout=6s --start-period=10s --retries=3 \
   CMD ["node", "/app/dist/main.js", "healthcheck"]
 # A small young generation: short-lived TLS buffers are collected sooner, keeping upload RSS growth under

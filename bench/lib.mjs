@@ -134,6 +134,8 @@ export async function startServer({ root, env = {}, nodeArgs = IMAGE_NODE_ARGS, 
     PASV_MIN_PORT: '31000',
     PASV_MAX_PORT: '31040',
     LOG_LEVEL: 'warn',
+    // No HTTP endpoint: 8080 may be taken, and the figures are about FTP.
+    HTTP_PORT: '0',
     ...env,
     ...extraServerEnv(),
   };

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { createUserStore } from './auth/create-user-store.js';
@@ -23,10 +24,37 @@ export async function checkConfig(config: Config): Promise<string> {
 }
 
 /**
- * `healthcheck`: connects to the control port as a client would (TLS first in implicit mode) and expects
- * the 220 greeting. Returns a one-line verdict; `healthy` tells the exit code.
+ * `healthcheck` (the image's HEALTHCHECK): GET /readyz on the HTTP endpoint, so that "healthy" means able to
+ * serve (storage writable too); with HTTP_PORT=0, the FTP greeting. Returns a one-line verdict; `healthy`
+ * tells the exit code.
  */
 export async function healthcheck(config: Config): Promise<{ healthy: boolean; message: string }> {
+  return config.operations.httpPort === 0 ? greetingCheck(config) : readinessCheck(config);
+}
+
+async function readinessCheck(config: Config): Promise<{ healthy: boolean; message: string }> {
+  const { httpPort: port, httpBindAddress } = config.operations;
+  try {
+    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const options = { host: httpBindAddress ?? '127.0.0.1', port, path: '/readyz', signal: AbortSignal.timeout(HEALTHCHECK_TIMEOUT_MS) };
+      const request = http.get(options, (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+    });
+    const text = body.trim().split('\n').join('; ');
+    return status === 200 ? { healthy: true, message: `healthy: ${text}` } : { healthy: false, message: `unhealthy: HTTP ${status}: ${text}` };
+  } catch (err) {
+    return { healthy: false, message: `unhealthy: ${(err as Error).message}` };
+  }
+}
+
+/** Connects to the control port as a client would (TLS first in implicit mode) and expects the 220 greeting. */
+async function greetingCheck(config: Config): Promise<{ healthy: boolean; message: string }> {
   const host = config.ftps.bindAddress ?? '127.0.0.1';
   const { port } = config.ftps;
   const socket = config.ftps.implicit

@@ -27,7 +27,8 @@ async function serve(): Promise<void> {
   const log = createLogger(config);
   const server = await createServer(config, log).catch(failOnConfig);
   await server.listen().catch((err: NodeJS.ErrnoException) => {
-    log.fatal({ code: err.code }, `cannot listen on port ${config.ftps.port}`);
+    // The message names the address and port: FTPS_PORT's or HTTP_PORT's.
+    log.fatal({ code: err.code }, `cannot listen (${err.message})`);
     process.exit(1);
   });
   let stopping = false;
@@ -44,6 +45,11 @@ async function serve(): Promise<void> {
   // PID 1 in a container gets no default signal handling: without these, docker stop would wait 10 s.
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Without a handler SIGHUP would end the process; here it re-reads the certificates and the users file.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading certificates and users');
+    void server.reload();
+  });
 }
 
 const commands: Record<string, () => Promise<void>> = {

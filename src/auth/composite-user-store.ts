@@ -13,6 +13,10 @@ export class CompositeUserStore implements UserStore {
     );
   }
 
+  async reload(): Promise<void> {
+    await Promise.all(this.sources.map((s) => s.reload?.()));
+  }
+
   close(): void {
     for (const s of this.sources) s.close?.();
   }

@@ -81,7 +81,7 @@ export class FileUserStore implements UserStore {
   }
 
   /**
-   * Re-reads the file now (what the watcher and the timer call). Runs one at a time; never rejects:
+   * Re-reads the file now (what the watcher, the timer and SIGHUP call). Runs one at a time; never rejects:
    * problems are logged and the current users stay.
    */
   reload(): Promise<void> {

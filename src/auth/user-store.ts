@@ -20,6 +20,8 @@ export type AuthResult =
 /** Source of users. Implementations must take the same time for unknown users and wrong passwords. */
 export interface UserStore {
   authenticate(name: string, password: string, peer: PeerInfo): Promise<AuthResult>;
+  /** Re-reads the users' source now (SIGHUP); never rejects: problems are logged and the current users stay. */
+  reload?(): Promise<void>;
   /** Stops background work such as watching a users file. */
   close?(): void;
 }

@@ -2,6 +2,7 @@ import type { Config } from '../config/config.js';
 import type { Account, AuthResult } from '../auth/user-store.js';
 import type { PendingDataChannel } from '../data/data-channel.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { Reply } from '../protocol/replies.js';
 import type { StorageBackend } from '../storage/storage.js';
 import type { VirtualPath } from '../storage/virtual-path.js';
@@ -53,6 +54,8 @@ export interface DataConnections {
 export interface CommandContext {
   readonly config: Config;
   readonly log: Logger;
+  /** Transfers are counted where they are logged (transfer.ts). */
+  readonly metrics: Pick<Metrics, 'transfer'>;
   readonly state: SessionState;
   readonly catalog: CommandCatalog;
   readonly data: DataConnections;

@@ -3,6 +3,7 @@ import { finished, pipeline } from 'node:stream/promises';
 import { fromNetworkAscii, toNetworkAscii } from '../data/ascii.js';
 import type { DataConnection, PendingDataChannel } from '../data/data-channel.js';
 import { copyFileToSocket, readerToStream } from '../data/file-copy.js';
+import type { TransferDirection, TransferResult } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
 import { Code, reply, type Reply } from '../protocol/replies.js';
 import { mapFsError, StorageError, type FileReader, type UploadTarget } from '../storage/storage.js';
@@ -61,7 +62,7 @@ async function runTransfer(
 ): Promise<Reply> {
   const signal = ctx.beginTransfer();
   const started = performance.now();
-  const direction = body.kind === 'upload' ? 'upload' : 'download';
+  const direction = body.kind === 'upload' ? 'upload' : body.kind === 'file' ? 'download' : 'listing';
   let connection: DataConnection | undefined;
   let bytes = 0;
   try {
@@ -70,13 +71,13 @@ async function runTransfer(
     const socket = await connection.ready();
     await move(body, socket, signal, (n) => (bytes += n));
     await connection.finish();
-    logTransfer(ctx, what.label, direction, bytes, started, connection.protected, 'ok');
+    recordTransfer(ctx, what.label, direction, bytes, started, connection.protected, 'ok');
     return reply(Code.ClosingData, what.success);
   } catch (err) {
     connection?.destroy();
     if (body.kind === 'upload') await body.target.abort().catch(() => undefined);
     const result = signal.aborted ? 'aborted' : 'failed';
-    logTransfer(ctx, what.label, direction, bytes, started, connection?.protected ?? false, result, err);
+    recordTransfer(ctx, what.label, direction, bytes, started, connection?.protected ?? false, result, err);
     if (signal.aborted) return reply(Code.TransferAborted, 'Transfer aborted');
     if (err instanceof FtpError || err instanceof StorageError) throw err;
     return reply(Code.TransferAborted, 'Data connection closed; transfer aborted');
@@ -146,17 +147,19 @@ async function blamingStorage(storage: Readable | Writable, socket: Duplex, run:
   }
 }
 
-function logTransfer(
+/** The transfer's log line and its metrics. */
+function recordTransfer(
   ctx: CommandContext,
   path: string,
-  direction: 'download' | 'upload',
+  direction: TransferDirection,
   bytes: number,
   started: number,
   protectedData: boolean,
-  result: 'ok' | 'aborted' | 'failed',
+  result: TransferResult,
   err?: unknown,
 ): void {
   const seconds = (performance.now() - started) / 1000;
+  ctx.metrics.transfer(direction, result, bytes, seconds);
   const entry = {
     direction,
     path,

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { directOrigin, type Origin, type ProxyHeaderError, type ProxyPolicy } from '../net/proxy-protocol.js';
 import type { Logger } from '../observability/logger.js';
 import { Code } from '../protocol/replies.js';
 import { FtpError } from '../protocol/errors.js';
@@ -13,6 +14,12 @@ export interface PassiveOptions {
   readonly bindAddress: string;
   /** Only this client address may connect; undefined accepts anyone (PASV_PROMISCUOUS). */
   readonly allowedPeer: string | undefined;
+  /**
+   * PROXY_PROTOCOL: a connection from a trusted proxy must start with a header, and the client it names is
+   * the one checked against allowedPeer. Other connections are checked by their own address; their bytes are
+   * never taken for a header (a plain upload may well begin with "PROXY").
+   */
+  readonly proxy: ProxyPolicy | undefined;
   /** Without a connection within this time the listener closes and frees its port. */
   readonly timeoutMs: number;
   /** Decided when the client connects, so a PROT P sent after PASV still applies. */
@@ -48,6 +55,8 @@ class Listener implements PassiveChannel {
   private connection: DataConnection | undefined;
   private failure: FtpError | undefined;
   private readonly waiters = new Set<() => void>();
+  /** Connections from a trusted proxy whose header is still being read. */
+  private readonly reading = new Set<net.Socket>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private taken = false;
@@ -63,14 +72,45 @@ class Listener implements PassiveChannel {
   }
 
   private onConnection(socket: net.Socket): void {
-    const from = socket.remoteAddress ?? '';
+    socket.on('error', () => undefined);
     if (this.connection || this.closed) {
       socket.destroy();
       return;
     }
-    if (this.o.allowedPeer !== undefined && !sameHost(from, this.o.allowedPeer)) {
+    const direct = directOrigin(socket);
+    if (!direct) {
+      socket.destroy();
+      return;
+    }
+    const proxy = this.o.proxy;
+    if (!proxy?.trusts(direct.peer.address)) return this.accept(socket, direct);
+    // The listener stays open meanwhile: a stranger relayed by the same proxy must not block our client's connection.
+    this.reading.add(socket);
+    proxy.readOrigin(socket, direct).then(
+      (origin) => {
+        this.reading.delete(socket);
+        this.accept(socket, origin);
+      },
+      (err: ProxyHeaderError) => {
+        this.reading.delete(socket);
+        socket.destroy();
+        // Cut short by the listener closing, or a port probe: nothing to tell.
+        if (this.closed || err.probe) return;
+        this.o.log.warn({ via: direct.peer.address, port: this.port, reason: err.reason }, 'PROXY header refused on data connection');
+      },
+    );
+  }
+
+  private accept(socket: net.Socket, origin: Origin): void {
+    // Gone while its header was read: it must not take the place of the client's connection.
+    if (this.connection || this.closed || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    if (this.o.allowedPeer !== undefined && !sameHost(origin.peer.address, this.o.allowedPeer)) {
       // Port theft: someone else connected to the port we advertised to our client.
-      this.o.log.warn({ from, port: this.port }, 'refused data connection from a foreign address');
+      const { via } = origin;
+      this.o.log.warn({ from: origin.peer.address, ...(via && { via }), port: this.port }, 'refused data connection from a foreign address');
       socket.destroy();
       return;
     }
@@ -95,6 +135,7 @@ class Listener implements PassiveChannel {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.timer);
+    for (const socket of this.reading) socket.destroy();
     this.server.close();
     this.o.pool.release(this.port);
   }

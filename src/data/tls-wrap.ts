@@ -2,6 +2,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { Code } from '../protocol/replies.js';
+import { handshakeFailureReason, type TlsFailureReason } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
 import type { DataConnection } from './data-channel.js';
 
@@ -14,6 +15,8 @@ export interface DataTlsPolicy {
   readonly requireReuse: boolean;
   /** TLS_HANDSHAKE_TIMEOUT_SECONDS, at most DATA_TIMEOUT_SECONDS. */
   readonly handshakeTimeoutMs: number;
+  /** Told once per failed handshake, for the metrics. */
+  readonly handshakeFailed: (reason: TlsFailureReason) => void;
 }
 
 const CLOSE_WAIT_MS = 5_000;
@@ -34,31 +37,42 @@ export function openDataConnection(
     stallTimeoutMs,
   );
   const handshake = new Promise<Duplex>((resolve, reject) => {
+    let settled = false;
+    const fail = (reason: TlsFailureReason, error: FtpError) => {
+      clearTimeout(timer);
+      if (settled) return;
+      settled = true;
+      policy.handshakeFailed(reason);
+      reject(error);
+    };
     const timer = setTimeout(() => {
-      reject(new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out'));
+      fail('timeout', new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out'));
       // Free the socket even if no transfer is waiting for it.
       secure.destroy();
     }, policy.handshakeTimeoutMs);
     secure.once('secure', () => {
       clearTimeout(timer);
       if (policy.requireReuse && !secure.isSessionReused()) {
-        reject(
+        fail(
+          'reuse_required',
           new FtpError(Code.NetworkProtocolNotSupported, 'TLS session of data connection must resume the control connection session'),
         );
         return;
       }
+      settled = true;
       // 'secure' fires inside OpenSSL's handshake, before a TLS 1.3 server has written its session tickets.
       // A transfer that ended right away (a short listing) then lost its close_notify: SSL_shutdown failed
       // "while in init" and the client saw a truncated stream (Python ftplib: SSLError in unwrap()).
       setImmediate(() => resolve(secure));
     });
     secure.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new FtpError(Code.NetworkProtocolNotSupported, 'TLS handshake on data connection failed', { cause: err }));
+      fail(
+        handshakeFailureReason(err),
+        new FtpError(Code.NetworkProtocolNotSupported, 'TLS handshake on data connection failed', { cause: err }),
+      );
     });
     secure.once('close', () => {
-      clearTimeout(timer);
-      reject(new FtpError(Code.CannotOpenDataConnection, 'Data connection closed during TLS handshake'));
+      fail('closed', new FtpError(Code.CannotOpenDataConnection, 'Data connection closed during TLS handshake'));
     });
   });
   // Errors surface through ready(); a connection nobody waits for must not raise an unhandled rejection.

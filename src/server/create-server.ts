@@ -4,7 +4,9 @@ import type { UserStore } from '../auth/user-store.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { PasvAddresses } from '../data/pasv-address.js';
 import type { Logger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
 import { loadTlsMaterial } from '../tls/certificates.js';
+import { CertificateReloader } from '../tls/certificate-reloader.js';
 import { TlsContextFactory } from '../tls/session-contexts.js';
 import { FtpServer } from './ftp-server.js';
 
@@ -20,12 +22,11 @@ async function ensureRoot(root: string): Promise<void> {
 export async function createServer(config: Config, log: Logger, users?: UserStore): Promise<FtpServer> {
   const [material, pasvAddresses] = await Promise.all([loadTlsMaterial(config), PasvAddresses.create(config, log)]);
   await ensureRoot(config.storage.root);
-  for (const [channel, m] of Object.entries(material)) {
-    if (channel === 'data' && m === material.control) continue;
-    const entry = { channel, fingerprint256: m.fingerprint256, subject: m.subject, validTo: m.validTo.toISOString() };
-    if (m.selfSigned) log.warn(entry, 'no certificate found: using a generated self-signed certificate');
-    else log.info(entry, 'certificate loaded');
-  }
   const store = users ?? (await createUserStore(config, log));
-  return new FtpServer({ config, log, tls: new TlsContextFactory(material, config.tls), users: store, pasvAddresses });
+  const tls = new TlsContextFactory(material, config.tls);
+  // Logs the certificates, then watches their files until FtpServer.stop(); created last, so nothing can leak it.
+  const certificates = new CertificateReloader({ config, log, contexts: tls });
+  // Process metrics only when an HTTP endpoint can serve them.
+  const metrics = new Metrics({ processMetrics: config.operations.httpPort !== 0 });
+  return new FtpServer({ config, log, tls, certificates, users: store, pasvAddresses, metrics });
 }

@@ -5,21 +5,29 @@ import { allCommands } from '../commands/index.js';
 import { CommandRegistry } from '../commands/registry.js';
 import type { Config } from '../config/config.js';
 import type { PasvAddresses } from '../data/pasv-address.js';
-import { normalizeAddress } from '../data/peer-address.js';
 import { PortPool } from '../data/port-pool.js';
+import { detectProxySignature, directOrigin, ProxyPolicy, type Origin, type ProxyHeaderError } from '../net/proxy-protocol.js';
+import { Readiness } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import { Session } from '../session/session.js';
 import { LocalFsStorage } from '../storage/local-fs.js';
+import type { CertificateReloader } from '../tls/certificate-reloader.js';
 import type { TlsContextFactory } from '../tls/session-contexts.js';
 import { ConnectionLimiter } from './connection-limiter.js';
+import { HttpEndpoint } from './http-endpoint.js';
 import { LoginBans } from './login-bans.js';
 
 export interface ServerDeps {
   readonly config: Config;
   readonly log: Logger;
   readonly tls: TlsContextFactory;
+  /** Watches the certificate files and puts new pairs into `tls`. */
+  readonly certificates: CertificateReloader;
   readonly users: UserStore;
   readonly pasvAddresses: PasvAddresses;
+  /** Counts events; its gauges read this server (and the HTTP endpoint serves it when HTTP_PORT is set). */
+  readonly metrics: Metrics;
 }
 
 /** What the server has done, for health checks and metrics. */
@@ -34,6 +42,7 @@ export interface ServerStats {
   readonly tlsContexts: number;
   readonly bannedAddresses: number;
   readonly passivePortsInUse: number;
+  readonly passivePortsFree: number;
 }
 
 /** The control listener, the registry of live sessions and the per-address records they share. */
@@ -44,8 +53,12 @@ export class FtpServer {
   private readonly ports: PortPool;
   private readonly limiter: ConnectionLimiter;
   private readonly logins: LoginBans;
+  /** PROXY_PROTOCOL and PROXY_TRUSTED_CIDRS; undefined when off. */
+  private readonly proxy: ProxyPolicy | undefined;
   private sessionsOpened = 0;
   private readonly refused = { banned: 0, overLimit: 0 };
+  /** /healthz, /readyz and /metrics; none when HTTP_PORT=0. */
+  private readonly http: HttpEndpoint | undefined;
 
   constructor(private readonly deps: ServerDeps) {
     const { config } = deps;
@@ -54,8 +67,18 @@ export class FtpServer {
     this.limiter = new ConnectionLimiter(config.limits.maxConnections, config.limits.maxConnectionsPerIp);
     const { banThreshold: threshold, banWindowSeconds: windowSeconds, banSeconds } = config.auth;
     this.logins = new LoginBans({ threshold, windowSeconds, banSeconds, log: deps.log });
+    const { proxyProtocol: versions, proxyTrustedCidrs: trustedCidrs } = config.operations;
+    // A proxy sends its header at once on connecting: the handshake bound covers it, as it covers TLS set-up.
+    const headerTimeoutMs = config.tls.handshakeTimeoutSeconds * 1000;
+    this.proxy = versions === 'off' ? undefined : new ProxyPolicy({ versions, trustedCidrs, timeoutMs: headerTimeoutMs });
     this.listener = net.createServer((socket) => this.onConnection(socket));
     this.listener.on('error', (err) => deps.log.error({ err }, 'listener error'));
+    deps.metrics.observe(() => ({ ...this.stats, certificates: deps.tls.current }));
+    const { httpPort: port, httpBindAddress: host } = config.operations;
+    if (port !== 0) {
+      const readiness = new Readiness({ accepting: () => this.accepting, certificates: () => deps.tls.current, storageRoot: config.storage.root });
+      this.http = new HttpEndpoint({ port, host, log: deps.log, metrics: deps.metrics, readiness });
+    }
   }
 
   async listen(): Promise<net.AddressInfo> {
@@ -68,16 +91,27 @@ export class FtpServer {
       });
     });
     const address = this.listener.address() as net.AddressInfo;
+    // Up before "listening" is logged, so that whoever waits for that line can probe at once.
+    await this.http?.listen().catch((err: unknown) => {
+      this.listener.close();
+      throw err;
+    });
     this.deps.log.info(
       {
         port: address.port,
         address: address.address,
         implicitTls: this.deps.config.ftps.implicit,
         clientCertificates: this.deps.config.tls.clientAuth,
+        proxyProtocol: this.deps.config.operations.proxyProtocol,
       },
       'listening',
     );
     return address;
+  }
+
+  /** The control listener accepts connections; false from the moment stop() begins (close() drops the handle). */
+  get accepting(): boolean {
+    return this.listener.listening;
   }
 
   get sessionCount(): number {
@@ -92,7 +126,13 @@ export class FtpServer {
       tlsContexts: this.deps.tls.created,
       bannedAddresses: this.logins.bannedAddresses,
       passivePortsInUse: this.ports.usedCount,
+      passivePortsFree: this.ports.freeCount,
     };
+  }
+
+  /** SIGHUP: re-reads the certificates and the users file now. Never rejects: problems are logged. */
+  async reload(): Promise<void> {
+    await Promise.all([this.deps.certificates.reload({ force: true }), this.deps.users.reload?.()]);
   }
 
   /** Stops accepting, tells idle sessions 421, lets transfers finish up to graceMs, then cuts the rest. */
@@ -115,36 +155,96 @@ export class FtpServer {
     this.deps.pasvAddresses.close();
     // The store may watch FTP_USERS_FILE.
     this.deps.users.close?.();
+    this.deps.certificates.close();
+    // Last: through the grace period /readyz answered 503 and /metrics stayed scrapeable.
+    await this.http?.close();
   }
 
-  /** Refusals cost a map lookup and one write: no session, no TLS, no timer. */
+  /**
+   * A connection from a trusted proxy (PROXY_PROTOCOL) has its header read first, so that bans and limits
+   * judge the client it names. Refusals of a known address cost a map lookup and one write: no session, no
+   * TLS, no timer.
+   */
   private onConnection(socket: net.Socket): void {
-    const { config, log } = this.deps;
-    const remote = normalizeAddress(socket.remoteAddress ?? '');
     socket.on('error', () => undefined);
+    const direct = directOrigin(socket);
+    if (!direct) {
+      socket.destroy();
+      return;
+    }
+    const proxy = this.proxy;
+    if (!proxy?.trusts(direct.peer.address)) {
+      this.admit(socket, direct);
+      return;
+    }
+    proxy.readOrigin(socket, direct).then(
+      (origin) => this.admit(socket, origin),
+      (err: ProxyHeaderError) => {
+        const entry = { remote: direct.peer.address, reason: err.reason };
+        if (err.probe) this.deps.log.debug(entry, 'connection closed before its PROXY header');
+        else this.deps.log.warn(entry, 'PROXY header refused, closing');
+        socket.destroy();
+      },
+    );
+  }
+
+  private admit(socket: net.Socket, origin: Origin): void {
+    const { config, log } = this.deps;
+    const remote = origin.peer.address;
+    const who = { remote, ...(origin.via !== undefined && { via: origin.via }) };
     if (this.logins.isBanned(remote)) {
       this.refused.banned++;
       // The ban itself was logged once; a line per attempt would let the attacker flood the log.
-      log.debug({ remote }, 'connection from a banned address refused');
+      log.debug(who, 'connection from a banned address refused');
       this.refuse(socket, 'Too many failed logins from your address');
       return;
     }
     const refusal = this.limiter.admit(remote);
     if (refusal) {
       this.refused.overLimit++;
-      log.warn({ remote, reason: refusal }, 'connection refused');
+      log.warn({ ...who, reason: refusal }, 'connection refused');
       this.refuse(socket, refusal);
+      return;
+    }
+    if (!this.proxy || origin.via !== undefined || !config.ftps.implicit) {
+      this.startSession(socket, origin, who);
+      return;
+    }
+    // A direct connection must not carry a header. Explicit mode checks the first command line (ControlChannel);
+    // here TLS comes first, and without this look a proxy missing from PROXY_TRUSTED_CIDRS showed as a failed handshake.
+    detectProxySignature(socket, config.tls.handshakeTimeoutSeconds * 1000).then(
+      (version) => {
+        if (version === undefined) return this.startSession(socket, origin, who);
+        log.warn({ ...who, version }, 'PROXY header from an address outside PROXY_TRUSTED_CIDRS, closing');
+        this.drop(socket, remote);
+      },
+      (err: unknown) => {
+        log.info({ ...who, err: (err as Error).message }, 'implicit TLS handshake failed');
+        this.drop(socket, remote);
+      },
+    );
+  }
+
+  private startSession(socket: net.Socket, origin: Origin, who: { remote: string; via?: string }): void {
+    const { config, log } = this.deps;
+    // After a header read or first-byte check: stop() may have begun (such a session would outlive the
+    // shutdown), or the peer may be gone already (a health check's reset; its 'close' may have been emitted).
+    if (!this.listener.listening || socket.destroyed) {
+      this.drop(socket, origin.peer.address);
       return;
     }
     this.sessionsOpened++;
     const session = new Session(socket, {
       config,
-      log: log.child({ session: randomBytes(4).toString('hex'), remote }),
+      log: log.child({ session: randomBytes(4).toString('hex'), ...who }),
       commands: this.commands,
       users: this.deps.users,
       tls: this.deps.tls,
       logins: this.logins,
       ports: this.ports,
+      origin,
+      proxy: this.proxy,
+      metrics: this.deps.metrics,
       pasvAddresses: this.deps.pasvAddresses,
       openStorage: (account: Account) => new LocalFsStorage(account.homeDir),
     });
@@ -152,9 +252,15 @@ export class FtpServer {
     session.log.debug('connected');
     void session.closed.then(() => {
       this.sessions.delete(session);
-      this.limiter.release(remote);
+      this.limiter.release(origin.peer.address);
     });
     void session.start();
+  }
+
+  /** Closes an admitted connection that never became a session. */
+  private drop(socket: net.Socket, remote: string): void {
+    socket.destroy();
+    this.limiter.release(remote);
   }
 
   private refuse(socket: net.Socket, reason: string): void {

@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import tls from 'node:tls';
+import { proxySignature, type ProxyVersion } from '../net/proxy-protocol.js';
 import { formatReply, type Reply } from '../protocol/replies.js';
 import { stripTelnet } from '../protocol/parse-command.js';
 
@@ -8,6 +9,17 @@ export interface ControlChannelEvents {
   /** A line exceeded the limit; its bytes up to the next CRLF are discarded. */
   onOverlong(): void;
   onClose(): void;
+  /** The connection began with a PROXY header though its peer is no trusted proxy; nothing of it is read. */
+  onProxyHeader(version: ProxyVersion): void;
+}
+
+export interface ControlChannelOptions {
+  readonly maxLineBytes: number;
+  /**
+   * Watch the first bytes for a PROXY protocol signature (a direct connection while PROXY_PROTOCOL is on).
+   * Bytes are held back only while they could still begin one (at most 12), so commands are not delayed.
+   */
+  readonly refuseProxyHeader: boolean;
 }
 
 const CRLF_LF = 0x0a;
@@ -22,14 +34,19 @@ export class ControlChannel {
   private pendingBytes = 0;
   private discarding = false;
   private closed = false;
-  private readonly onData = (chunk: Buffer) => this.consume(chunk);
+  /** The first bytes, while they could still be a PROXY signature; undefined once decided. */
+  private opening: Buffer | undefined;
+  private readonly maxLineBytes: number;
+  private readonly onData = (chunk: Buffer) => this.receive(chunk);
 
   constructor(
     private readonly raw: net.Socket,
-    private readonly maxLineBytes: number,
+    options: ControlChannelOptions,
     private readonly events: ControlChannelEvents,
   ) {
     this.socket = raw;
+    this.maxLineBytes = options.maxLineBytes;
+    if (options.refuseProxyHeader) this.opening = Buffer.alloc(0);
     raw.setNoDelay(true);
     raw.on('error', () => undefined);
     raw.once('close', () => {
@@ -41,6 +58,8 @@ export class ControlChannel {
   /** Starts reading commands: at once in explicit mode, after upgrade() (and its checks) with TLS. */
   start(): void {
     this.socket.on('data', this.onData);
+    // A socket whose PROXY header was read comes paused, with the bytes after the header put back.
+    this.socket.resume();
   }
 
   get secure(): boolean {
@@ -85,6 +104,7 @@ export class ControlChannel {
     handshakeTimeoutMs: number,
   ): Promise<tls.TLSSocket> {
     this.socket.removeListener('data', this.onData);
+    this.opening = undefined;
     this.pending = [];
     this.pendingBytes = 0;
     this.discarding = false;
@@ -105,6 +125,20 @@ export class ControlChannel {
 
   destroy(): void {
     this.raw.destroy();
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.opening === undefined) return this.consume(chunk);
+    const opening = Buffer.concat([this.opening, chunk]);
+    const signature = proxySignature(opening);
+    if (signature === 'incomplete') {
+      this.opening = opening;
+      return;
+    }
+    this.opening = undefined;
+    if (signature === 'absent') return this.consume(opening);
+    this.socket.removeListener('data', this.onData);
+    this.events.onProxyHeader(signature);
   }
 
   private consume(chunk: Buffer): void {

@@ -12,7 +12,9 @@ import type { PasvAddresses } from '../data/pasv-address.js';
 import { normalizeAddress } from '../data/peer-address.js';
 import type { PortPool } from '../data/port-pool.js';
 import type { DataTlsPolicy } from '../data/tls-wrap.js';
+import type { Origin, ProxyPolicy, ProxyVersion } from '../net/proxy-protocol.js';
 import type { Logger } from '../observability/logger.js';
+import { handshakeFailureReason, type Metrics } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
 import { parseCommand, type CommandLine } from '../protocol/parse-command.js';
 import { Code, reply, type Reply } from '../protocol/replies.js';
@@ -50,6 +52,11 @@ export interface SessionDeps {
   readonly tls: TlsContextFactory;
   readonly logins: LoginFailures;
   readonly ports: PortPool;
+  /** Who the client is: the socket's peer, or the client a trusted proxy's PROXY header named. */
+  readonly origin: Origin;
+  /** PROXY_PROTOCOL is on: passive data connections from trusted proxies carry headers too. */
+  readonly proxy: ProxyPolicy | undefined;
+  readonly metrics: Metrics;
   /** The address 227 replies advertise, per client network. */
   readonly pasvAddresses: PasvAddresses;
   readonly openStorage: (account: Account) => StorageBackend;
@@ -78,6 +85,7 @@ export class Session implements CommandContext {
     mlstFacts: ['type', 'size', 'modify', 'perm', 'unix.mode'],
   };
   readonly config: Config;
+  readonly metrics: Metrics;
   readonly peer: Endpoint;
   readonly local: Endpoint;
   log: Logger;
@@ -104,14 +112,20 @@ export class Session implements CommandContext {
     private readonly deps: SessionDeps,
   ) {
     this.config = deps.config;
+    this.metrics = deps.metrics;
     this.log = deps.log;
-    this.peer = { address: normalizeAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
+    // The client's address for bans, allow-lists, the PORT and PASV checks; the local one stays the socket's
+    // (passive listeners bind to it).
+    this.peer = deps.origin.peer;
     this.local = { address: normalizeAddress(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
-    this.channel = new ControlChannel(socket, MAX_LINE_BYTES, {
+    // In implicit mode the server checked the first bytes before TLS (src/server/ftp-server.ts).
+    const refuseProxyHeader = deps.proxy !== undefined && deps.origin.via === undefined && !deps.config.ftps.implicit;
+    this.channel = new ControlChannel(socket, { maxLineBytes: MAX_LINE_BYTES, refuseProxyHeader }, {
       onLine: (line) => this.onLine(line),
       onOverlong: () => this.onOverlong(),
       onClose: () => this.onClose(),
+      onProxyHeader: (version) => this.onUntrustedProxyHeader(version),
     });
   }
 
@@ -251,6 +265,7 @@ export class Session implements CommandContext {
         this.config.tls.handshakeTimeoutSeconds * 1000,
       );
     } catch (err) {
+      this.metrics.tlsHandshakeFailed('control', handshakeFailureReason(err));
       // With TLS_CLIENT_AUTH=required, OpenSSL itself ends a handshake that brought no certificate.
       if ((err as NodeJS.ErrnoException).code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
         this.log.warn({ reason: 'no certificate presented' }, 'client certificate refused');
@@ -265,6 +280,7 @@ export class Session implements CommandContext {
       this.log = this.log.child({ tls: secure.getProtocol(), ...(clientCert && { clientCert }) });
     } catch (err) {
       if (!(err instanceof ClientCertificateRefused)) throw err;
+      this.metrics.tlsHandshakeFailed('control', 'certificate_refused');
       this.log.warn({ reason: err.reason, clientCert: err.certificate }, 'client certificate refused');
       this.channel.send(reply(Code.ServiceNotAvailable, 'Client certificate not accepted, closing control connection'));
       this.channel.close();
@@ -283,6 +299,11 @@ export class Session implements CommandContext {
       return;
     }
     this.channel.send(reply(Code.SyntaxError, `Command line too long (limit ${MAX_LINE_BYTES} bytes)`));
+  }
+
+  private onUntrustedProxyHeader(version: ProxyVersion): void {
+    this.log.warn({ version }, 'PROXY header from an address outside PROXY_TRUSTED_CIDRS, closing');
+    this.channel.destroy();
   }
 
   private armIdleTimer(): void {
@@ -332,6 +353,7 @@ export class Session implements CommandContext {
     const result: AuthResult = logins.isBanned(address)
       ? { ok: false, reason: 'address-banned' }
       : await this.deps.users.authenticate(user, password, { address });
+    this.metrics.login(result);
     // The failure that completes a ban ends this connection too, after the usual reply.
     if (!result.ok && logins.recordFailure(address)) this.closeAfterReply();
     return result;
@@ -393,6 +415,7 @@ export class Session implements CommandContext {
         pool: this.deps.ports,
         bindAddress: this.local.address,
         allowedPeer: this.config.data.pasvPromiscuous ? undefined : this.peer.address,
+        proxy: this.deps.proxy,
         timeoutMs: this.config.data.timeoutSeconds * 1000,
         tlsPolicy: () => this.dataTlsPolicy(),
         log: this.log,
@@ -430,6 +453,7 @@ export class Session implements CommandContext {
       sessionIds: this.sessionTls().dataSessionIds,
       requireReuse: this.config.tls.requireSessionReuse,
       handshakeTimeoutMs: Math.min(this.config.tls.handshakeTimeoutSeconds, this.config.data.timeoutSeconds) * 1000,
+      handshakeFailed: (reason) => this.metrics.tlsHandshakeFailed('data', reason),
     };
   }
 

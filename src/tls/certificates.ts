@@ -23,6 +23,12 @@ export interface TlsMaterial {
   clientCa?: string;
 }
 
+/** The control pair and the data pair, which is the same object unless DATA_TLS_* are set. */
+export interface TlsPair {
+  readonly control: TlsMaterial;
+  readonly data: TlsMaterial;
+}
+
 interface PairSource {
   readonly certVar: string;
   readonly keyVar: string;
@@ -40,7 +46,7 @@ type Checks = Pick<TlsContextOptions, 'minVersion' | 'ciphers'> & { readonly pas
  * itself unless DATA_TLS_* are set.
  * Every problem found becomes one line of the ConfigError; the passphrase never appears in one.
  */
-export async function loadTlsMaterial(config: Config): Promise<{ control: TlsMaterial; data: TlsMaterial }> {
+export async function loadTlsMaterial(config: Config): Promise<TlsPair> {
   const problems: string[] = [];
   const checks: Checks = {
     minVersion: config.tls.minVersion,
@@ -133,7 +139,7 @@ function inspect(
   }
   if (x509 === undefined || privateKey === undefined) return undefined;
   if (!x509.checkPrivateKey(privateKey)) {
-    problems.push(`${pair}: the private key does not match the certificate`);
+    problems.push(`${pair}: the private key ${source.keyPath} does not match the certificate ${source.certPath}`);
     return undefined;
   }
   const material: TlsMaterial = {
@@ -148,7 +154,7 @@ function inspect(
   try {
     tls.createSecureContext(secureContextOptions(material, checks));
   } catch (error) {
-    problems.push(`${pair}: refused by OpenSSL (${reason(error)})`);
+    problems.push(`${pair}: ${source.certPath} with ${source.keyPath} refused by OpenSSL (${reason(error)})`);
     return undefined;
   }
   return material;

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,6 +37,8 @@ async function baseEnv(extra: Record<string, string> = {}): Promise<Record<strin
     FTPS_PORT: String(await freePort()),
     PASV_MIN_PORT: '39900',
     PASV_MAX_PORT: '39909',
+    // The default 8080 would collide between servers; the test of the HTTP healthcheck sets a free port.
+    HTTP_PORT: '0',
     // Absent certificate files: the server generates a self-signed certificate.
     TLS_CERT_PATH: '',
     ...extra,
@@ -118,6 +120,23 @@ describe('command line', () => {
     const failure = await run(process.execPath, [MAIN, 'healthcheck'], { env: down }).catch((e: { code: number; stdout: string }) => e);
     expect(failure).toMatchObject({ code: 1 });
     expect((failure as { stdout: string }).stdout).toMatch(/^unhealthy: /);
+  });
+
+  it('with HTTP_PORT, healthcheck asks /readyz: healthy when ready, unhealthy with the reason, or when nothing answers', async () => {
+    const env = await baseEnv({ HTTP_PORT: String(await freePort()), HTTP_BIND_ADDRESS: '127.0.0.1' });
+    await startProcess(env);
+    expect((await run(process.execPath, [MAIN, 'healthcheck'], { env })).stdout).toBe('healthy: ready\n');
+    // The storage root replaced by a file: /readyz (which caches its storage probe for 1 s) answers 503 and says why.
+    await rename(env.FTP_ROOT!, `${env.FTP_ROOT!}.aside`);
+    await writeFile(env.FTP_ROOT!, '');
+    const healthcheck = () => run(process.execPath, [MAIN, 'healthcheck'], { env }).catch((e: { code: number; stdout: string }) => e);
+    await expect.poll(healthcheck, { timeout: 10_000, interval: 300 }).toMatchObject({
+      code: 1,
+      stdout: `unhealthy: HTTP 503: not ready: the storage root ${env.FTP_ROOT!} is not writable (ENOTDIR)\n`,
+    });
+    const down = await baseEnv({ HTTP_PORT: String(await freePort()) });
+    const failure = await run(process.execPath, [MAIN, 'healthcheck'], { env: down }).catch((e: { code: number; stdout: string }) => e);
+    expect(failure).toMatchObject({ code: 1, stdout: expect.stringMatching(/^unhealthy: .*ECONNREFUSED/) });
   });
 
   it('SIGTERM on an idle server: the client gets 421 and the process exits 0 within 2 s', async () => {

@@ -22,22 +22,35 @@ export class RawFtpClient {
   /** The TLS session of the control connection, for data connections that must resume it. */
   tlsSession: Buffer | undefined;
 
-  private constructor(socket: net.Socket) {
+  private constructor(
+    socket: net.Socket,
+    /** The server's address: data connections go there too. */
+    readonly host: string,
+  ) {
     this.socket = socket;
     this.listen(socket);
   }
 
-  static async connect(port: number, o: { implicitTls?: boolean; host?: string } = {}): Promise<RawFtpClient> {
+  /** `prelude` is written before anything else, as a load balancer writes its PROXY protocol header. */
+  static async connect(
+    port: number,
+    o: { implicitTls?: boolean; host?: string; localAddress?: string; prelude?: Buffer } = {},
+  ): Promise<RawFtpClient> {
     const host = o.host ?? '127.0.0.1';
-    const socket = o.implicitTls
-      ? tls.connect({ port, host, rejectUnauthorized: false })
-      : net.connect({ port, host });
-    const client = new RawFtpClient(socket);
+    const socket = o.prelude
+      ? await withPrelude(net.connect({ port, host, localAddress: o.localAddress }), o.prelude, o.implicitTls ?? false)
+      : o.implicitTls
+        ? tls.connect({ port, host, rejectUnauthorized: false })
+        : net.connect({ port, host, localAddress: o.localAddress });
+    const client = new RawFtpClient(socket, host);
     if (socket instanceof tls.TLSSocket) client.trackSession(socket);
-    await new Promise<void>((resolve, reject) => {
-      socket.once(o.implicitTls ? 'secureConnect' : 'connect', () => resolve());
-      socket.once('error', reject);
-    });
+    // A socket that carried a prelude is connected already; with implicit TLS its handshake is still to come.
+    if (socket.connecting || o.implicitTls) {
+      await new Promise<void>((resolve, reject) => {
+        socket.once(o.implicitTls ? 'secureConnect' : 'connect', () => resolve());
+        socket.once('error', reject);
+      });
+    }
     return client;
   }
 
@@ -142,11 +155,12 @@ export class RawFtpClient {
   }
 
   /** EPSV, then a data connection: TLS resuming the control session when `tls` says so. */
-  async openPassive(o: { tls?: boolean; resume?: boolean } = {}): Promise<net.Socket> {
+  async openPassive(o: { tls?: boolean; resume?: boolean; prelude?: Buffer } = {}): Promise<net.Socket> {
     const r = await this.send('EPSV');
     const port = /\(\|\|\|(\d+)\|\)/.exec(r.text)?.[1];
     if (r.code !== 229 || !port) throw new Error(`EPSV failed: ${r.text}`);
-    return connectData(Number(port), { tls: o.tls ?? false, session: o.resume === false ? undefined : this.tlsSession });
+    const session = o.resume === false ? undefined : this.tlsSession;
+    return connectData(Number(port), { tls: o.tls ?? false, session, host: this.host, prelude: o.prelude });
   }
 
   close(): void {
@@ -154,9 +168,16 @@ export class RawFtpClient {
   }
 }
 
-/** A data connection; with TLS the client role, resuming `session` when given (as FileZilla does). */
-export async function connectData(port: number, o: { tls: boolean; session?: Buffer | undefined; host?: string }): Promise<net.Socket> {
+/**
+ * A data connection; with TLS the client role, resuming `session` when given (as FileZilla does). `prelude` is
+ * written first, before the TLS handshake (a PROXY protocol header).
+ */
+export async function connectData(
+  port: number,
+  o: { tls: boolean; session?: Buffer | undefined; host?: string | undefined; prelude?: Buffer | undefined },
+): Promise<net.Socket> {
   const host = o.host ?? '127.0.0.1';
+  if (o.prelude) return withPrelude(net.connect({ port, host }), o.prelude, o.tls, { session: o.session });
   const socket = o.tls
     ? tls.connect({ port, host, rejectUnauthorized: false, session: o.session })
     : net.connect({ port, host });
@@ -165,6 +186,17 @@ export async function connectData(port: number, o: { tls: boolean; session?: Buf
     socket.once('error', reject);
   });
   return socket;
+}
+
+/** Once `raw` is connected: writes `prelude`, then starts TLS on it when `secure` (without awaiting the handshake). */
+async function withPrelude(raw: net.Socket, prelude: Buffer, secure: boolean, options: tls.ConnectionOptions = {}): Promise<net.Socket> {
+  await new Promise<void>((resolve, reject) => {
+    raw.once('connect', () => resolve());
+    raw.once('error', reject);
+  });
+  raw.write(prelude);
+  // `host` as the other connections give it: an IP, so no SNI, which session resumption must match.
+  return secure ? tls.connect({ ...options, socket: raw, host: raw.remoteAddress, rejectUnauthorized: false }) : raw;
 }
 
 /** Reads a data connection to its end. Rejects if it is reset or fails its handshake. */

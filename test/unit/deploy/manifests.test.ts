@@ -14,6 +14,7 @@ const HEALTHCHECK = ['node', '/app/dist/main.js', 'healthcheck'];
 /** The server's defaults (README.md), used where a file does not set the range. */
 const DEFAULT_PASV = { min: 30_000, max: 30_009 };
 const SHUTDOWN_GRACE_DEFAULT_SECONDS = 30;
+const HTTP_PORT_DEFAULT = 8080;
 
 type Obj = Record<string, unknown>;
 
@@ -90,7 +91,8 @@ describe('every YAML file', () => {
 
 const KUSTOMIZATION = path.join(K8S_DIR, 'kustomization.yaml');
 const SECRET_EXAMPLE = path.join(K8S_DIR, 'secret.example.yaml');
-const k8sFiles = yamlFiles(K8S_DIR).filter((f) => f !== KUSTOMIZATION);
+// The single-replica manifests: the files directly in docker/k8s (scale-out/ has test/unit/deploy/scale-out.test.ts).
+const k8sFiles = yamlFiles(K8S_DIR).filter((f) => f !== KUSTOMIZATION && path.dirname(f) === K8S_DIR);
 const k8sDocs = k8sFiles.flatMap((file) => load(file).map((doc) => ({ file: path.relative(ROOT, file), doc })));
 
 function only(kind: string, file?: string): Obj {
@@ -266,12 +268,22 @@ describe('Kubernetes manifests', () => {
     expect(objAt(secret, 'stringData')[String(key)]).toBeDefined();
   });
 
-  it('liveness and readiness probes run the healthcheck sub-command', () => {
-    expect(listAt(container, 'livenessProbe.exec.command')).toEqual(HEALTHCHECK);
-    expect(listAt(container, 'readinessProbe.exec.command')).toEqual(HEALTHCHECK);
-    // The sub-command gives up after 5 s; the probe must not time out first.
-    expect(Number(at(container, 'livenessProbe.timeoutSeconds'))).toBeGreaterThan(5);
-    expect(Number(at(container, 'readinessProbe.timeoutSeconds'))).toBeGreaterThan(5);
+  it('liveness GETs /healthz and readiness /readyz on the container port serving HTTP_PORT', () => {
+    const httpPort = Number(env.HTTP_PORT ?? HTTP_PORT_DEFAULT);
+    expect(httpPort, 'HTTP_PORT=0 would leave the probes nothing to ask').toBeGreaterThan(0);
+    for (const [probe, path] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+      expect(at(container, `${probe}.httpGet.path`), probe).toBe(path);
+      expect(resolveTargetPort(at(container, `${probe}.httpGet.port`)), probe).toBe(httpPort);
+      // /readyz waits up to 2 s for its storage probe before it answers 503.
+      expect(Number(at(container, `${probe}.timeoutSeconds`)), probe).toBeGreaterThan(2);
+    }
+  });
+
+  it('the HTTP port (metrics) is not published by the LoadBalancer Service', () => {
+    const httpPort = Number(env.HTTP_PORT ?? HTTP_PORT_DEFAULT);
+    for (const port of listAt(service, 'spec.ports').map((p) => p as Obj)) {
+      expect(resolveTargetPort(port.targetPort ?? port.port), `Service port ${String(port.name)}`).not.toBe(httpPort);
+    }
   });
 
   it('resources, /tmp and the termination grace period fit the server', () => {

@@ -124,7 +124,7 @@ describe('loadTlsMaterial', () => {
   it('refuses a key that does not match the certificate', async () => {
     const paths = await writePair('server', { cert: pairA.cert, key: pairB.key });
     expect(await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true } }))).toEqual([
-      'TLS_CERT_PATH/TLS_KEY_PATH: the private key does not match the certificate',
+      `TLS_CERT_PATH/TLS_KEY_PATH: the private key ${paths.keyPath} does not match the certificate ${paths.certPath}`,
     ]);
   });
 
@@ -164,7 +164,9 @@ describe('loadTlsMaterial', () => {
         data: { tlsCertPath: mismatched.certPath, tlsKeyPath: mismatched.keyPath },
       }),
     );
-    expect(lines).toEqual(['DATA_TLS_CERT_PATH/DATA_TLS_KEY_PATH: the private key does not match the certificate']);
+    expect(lines).toEqual([
+      `DATA_TLS_CERT_PATH/DATA_TLS_KEY_PATH: the private key ${mismatched.keyPath} does not match the certificate ${mismatched.certPath}`,
+    ]);
   });
 
   it('uses the control pair for data when DATA_TLS is unset', async () => {
@@ -197,7 +199,7 @@ describe('loadTlsMaterial', () => {
     const p = await generate([{ name: 'commonName', value: 'weak.example' }], { algorithm: 'sha256', keyPair: weak });
     const paths = await writePair('weak', { cert: p.cert, key: p.private });
     expect(await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true } }))).toEqual([
-      'TLS_CERT_PATH/TLS_KEY_PATH: refused by OpenSSL (ee key too small)',
+      `TLS_CERT_PATH/TLS_KEY_PATH: ${paths.certPath} with ${paths.keyPath} refused by OpenSSL (ee key too small)`,
     ]);
   });
 
@@ -260,7 +262,7 @@ describe('loadTlsMaterial: the client CA (TLS_CLIENT_CA_PATH)', () => {
     const paths = await writePair('server', { cert: pairA.cert, key: pairB.key });
     const caPath = join(dir, 'missing.pem');
     expect(await problems(testConfig(dir, { tls: { ...paths, pathsExplicit: true, ...clientAuth(caPath) } }))).toEqual([
-      'TLS_CERT_PATH/TLS_KEY_PATH: the private key does not match the certificate',
+      `TLS_CERT_PATH/TLS_KEY_PATH: the private key ${paths.keyPath} does not match the certificate ${paths.certPath}`,
       `TLS_CLIENT_CA_PATH: cannot read ${caPath} (ENOENT)`,
     ]);
   });

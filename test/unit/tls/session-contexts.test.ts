@@ -28,6 +28,8 @@ interface Handshake {
   /** What the server saw: did this connection resume a session? */
   readonly reused: boolean;
   readonly protocol: string | null;
+  /** The SHA-256 fingerprint of the certificate the client was shown. */
+  readonly certificate: string | undefined;
 }
 
 /** One TLS connection over loopback: raw TCP accepted, then wrapped server-side as the FTP server does. */
@@ -63,7 +65,12 @@ async function handshake(
       client.session === undefined ? new Promise<Buffer>((resolve) => socket.once('session', resolve)) : undefined;
     const connected = new Promise<void>((resolve) => socket.once('secureConnect', resolve));
     const [accepted, ticket] = await Promise.race([failed, Promise.all([serverSide, session, connected])]);
-    const result = { reused: accepted.isSessionReused(), protocol: socket.getProtocol(), session: ticket };
+    const result = {
+      reused: accepted.isSessionReused(),
+      protocol: socket.getProtocol(),
+      certificate: socket.getPeerX509Certificate()?.fingerprint256,
+      session: ticket,
+    };
     socket.destroy();
     accepted.destroy();
     return result;
@@ -166,3 +173,28 @@ describe('TlsContextFactory', () => {
     await expect(handshake(tls13Only.forSession().control, { maxVersion: 'TLSv1.2' })).rejects.toThrow();
   });
 });
+
+describe.each([{ requireSessionReuse: true }, { requireSessionReuse: false }])(
+  'TlsContextFactory.replace, session reuse required: $requireSessionReuse',
+  ({ requireSessionReuse }) => {
+    it('gives new sessions the new certificate while a session holding its contexts keeps the old one', async () => {
+      const factory = new TlsContextFactory(
+        { control: controlMaterial, data: controlMaterial },
+        { minVersion: 'TLSv1.2', requireSessionReuse },
+      );
+      const running = factory.forSession();
+      const { session, certificate } = await handshake(running.control, { maxVersion: 'TLSv1.3' });
+      expect(certificate).toBe(controlMaterial.fingerprint256);
+
+      const next = { control: dataMaterial, data: dataMaterial };
+      factory.replace(next);
+      expect(factory.current).toBe(next);
+      const fresh = await handshake(factory.forSession().control, { maxVersion: 'TLSv1.3' });
+      expect(fresh.certificate).toBe(dataMaterial.fingerprint256);
+      // The running session's data connections still resume its control session (a resumption shows no
+      // certificate), and its contexts still hold the old one.
+      expect((await handshake(running.data, { maxVersion: 'TLSv1.3', session })).reused).toBe(true);
+      expect((await handshake(running.data, { maxVersion: 'TLSv1.3' })).certificate).toBe(controlMaterial.fingerprint256);
+    });
+  },
+);

@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import { unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** A /readyz burst (several probes, a load balancer) costs one write per second at most. */
+const STORAGE_PROBE_CACHE_MS = 1_000;
+/** A hung volume (NFS) must not hang /readyz: the answer is "not ready" while the probe waits. */
+const STORAGE_PROBE_TIMEOUT_MS = 2_000;
+
+export interface ReadinessSources {
+  /** The control listener accepts connections: listening, and not shutting down. */
+  readonly accepting: () => boolean;
+  /** The certificates new handshakes use. */
+  readonly certificates: () => { readonly control: { readonly validTo: Date }; readonly data: { readonly validTo: Date } };
+  /** FTP_ROOT */
+  readonly storageRoot: string;
+}
+
+/** What /readyz answers: the reasons the server cannot serve a client now, none when it can. */
+export class Readiness {
+  readonly #storage: StorageProbe;
+
+  constructor(private readonly sources: ReadinessSources) {
+    this.#storage = new StorageProbe(sources.storageRoot);
+  }
+
+  async problems(): Promise<string[]> {
+    const problems: string[] = [];
+    if (!this.sources.accepting()) problems.push('the FTP listener is not accepting connections');
+    const now = Date.now();
+    // Every client would refuse an expired certificate; a replica whose reload failed is better out of rotation.
+    for (const [channel, { validTo }] of Object.entries(this.sources.certificates())) {
+      if (validTo.getTime() <= now) problems.push(`the ${channel} certificate expired at ${validTo.toISOString()}`);
+    }
+    const storage = await this.#storage.check();
+    if (storage) problems.push(storage);
+    return problems;
+  }
+}
+
+/**
+ * Creates and removes a hidden file in the storage root: access(W_OK) would say yes to root on a read-only
+ * mount or a full disk's directory. The name is random so that replicas sharing the volume never collide.
+ */
+class StorageProbe {
+  #last: { readonly at: number; readonly problem: string | undefined } | undefined;
+  #running: Promise<string | undefined> | undefined;
+
+  constructor(private readonly root: string) {}
+
+  /** Undefined when the root is writable; at most one probe runs at a time, even if one hangs. */
+  async check(): Promise<string | undefined> {
+    if (this.#last && performance.now() - this.#last.at < STORAGE_PROBE_CACHE_MS) return this.#last.problem;
+    this.#running ??= this.#probe().then((problem) => {
+      this.#last = { at: performance.now(), problem };
+      this.#running = undefined;
+      return problem;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(resolve, STORAGE_PROBE_TIMEOUT_MS, `the storage root ${this.root} did not answer a write within ${STORAGE_PROBE_TIMEOUT_MS} ms`);
+    });
+    try {
+      return await Promise.race([this.#running, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #probe(): Promise<string | undefined> {
+    const file = path.join(this.root, `.ftps-gateway-probe-${randomBytes(6).toString('hex')}`);
+    try {
+      await writeFile(file, '', { flag: 'wx' });
+      await unlink(file);
+      return undefined;
+    } catch (err) {
+      return `the storage root ${this.root} is not writable (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+    }
+  }
+}

@@ -1,0 +1,158 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AuthFailure, AuthResult } from '../auth/user-store.js';
+
+export type TransferDirection = 'upload' | 'download' | 'listing';
+export type TransferResult = 'ok' | 'aborted' | 'failed';
+export type TlsChannel = 'control' | 'data';
+/**
+ * Why a TLS handshake failed, as a bounded label. `client_alert`: the client aborted with an alert, most often
+ * because it does not trust the certificate; `certificate_refused`: the handshake completed but the client's
+ * certificate was not accepted (TLS_CLIENT_AUTH).
+ */
+export type TlsFailureReason =
+  | 'timeout'
+  | 'protocol'
+  | 'client_alert'
+  | 'no_certificate'
+  | 'certificate_refused'
+  | 'reuse_required'
+  | 'closed';
+
+/** The server's state the gauges show, read at scrape time. */
+export interface GaugeSource {
+  readonly sessions: number;
+  readonly bannedAddresses: number;
+  readonly passivePortsInUse: number;
+  readonly passivePortsFree: number;
+  readonly certificates: { readonly control: { readonly validTo: Date }; readonly data: { readonly validTo: Date } };
+}
+
+/** An exhaustive map keeps the label's values bounded: a new AuthFailure does not compile until it is named here. */
+const LOGIN_FAILURE: Record<AuthFailure, string> = {
+  'unknown-user': 'unknown_user',
+  'wrong-password': 'wrong_password',
+  'address-not-allowed': 'address_not_allowed',
+  'address-banned': 'address_banned',
+};
+
+/** From a short listing to an hour-long upload. */
+const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600];
+
+/**
+ * The server's Prometheus metrics, in a registry of their own (not prom-client's global one, so that several
+ * servers in one process, as in tests, keep apart). Events are counted as they happen; gauges are read from
+ * the server when scraped.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  #source: (() => GaugeSource) | undefined;
+  readonly #logins: Counter<'result'>;
+  readonly #transfers: Counter<'direction' | 'result'>;
+  readonly #bytes: Counter<'direction'>;
+  readonly #duration: Histogram<'direction'>;
+  readonly #tlsFailures: Counter<'channel' | 'reason'>;
+
+  /** `processMetrics`: prom-client's process_* and nodejs_* too; they start timers and observers, so only when served. */
+  constructor(o: { processMetrics: boolean }) {
+    const registers = [this.registry];
+    this.#logins = new Counter({
+      name: 'ftps_logins_total',
+      help: 'Login attempts (PASS) by result: success, unknown_user, wrong_password, address_not_allowed, address_banned.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.#transfers = new Counter({
+      name: 'ftps_transfers_total',
+      help: 'Data transfers by direction (upload, download, listing) and result (ok, aborted, failed).',
+      labelNames: ['direction', 'result'],
+      registers,
+    });
+    this.#bytes = new Counter({
+      name: 'ftps_transfer_bytes_total',
+      help: 'File and listing bytes moved over data connections by direction, including those of unfinished transfers.',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: 'ftps_transfer_duration_seconds',
+      help: 'Duration of successful transfers by direction, from the data connection to the final reply.',
+      labelNames: ['direction'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.#tlsFailures = new Counter({
+      name: 'ftps_tls_handshake_failures_total',
+      help: 'Failed TLS handshakes by channel (control, data) and reason (timeout, protocol, client_alert, no_certificate, certificate_refused, reuse_required, closed).',
+      labelNames: ['channel', 'reason'],
+      registers,
+    });
+    this.#gauge('ftps_sessions_active', 'Control connections being served.', (s) => s.sessions);
+    this.#gauge('ftps_banned_addresses', 'Client addresses banned now after repeated login failures.', (s) => s.bannedAddresses);
+    this.#gauge('ftps_passive_ports_in_use', 'Passive ports lent to a pending or running data connection.', (s) => s.passivePortsInUse);
+    this.#gauge('ftps_passive_ports_free', 'Passive ports of PASV_MIN_PORT..PASV_MAX_PORT free to lend.', (s) => s.passivePortsFree);
+    const expiry: Gauge<'channel'> = new Gauge({
+      name: 'ftps_certificate_expiry_timestamp_seconds',
+      help: 'When the certificate new handshakes use expires, in seconds since the epoch, by channel (control, data).',
+      labelNames: ['channel'],
+      registers,
+      collect: () => {
+        const certificates = this.#source?.().certificates;
+        if (!certificates) return;
+        for (const channel of ['control', 'data'] as const) {
+          expiry.set({ channel }, certificates[channel].validTo.getTime() / 1000);
+        }
+      },
+    });
+    if (o.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The server whose state the gauges report. */
+  observe(source: () => GaugeSource): void {
+    this.#source = source;
+  }
+
+  login(result: AuthResult): void {
+    this.#logins.inc({ result: result.ok ? 'success' : LOGIN_FAILURE[result.reason] });
+  }
+
+  transfer(direction: TransferDirection, result: TransferResult, bytes: number, seconds: number): void {
+    this.#transfers.inc({ direction, result });
+    this.#bytes.inc({ direction }, bytes);
+    if (result === 'ok') this.#duration.observe({ direction }, seconds);
+  }
+
+  tlsHandshakeFailed(channel: TlsChannel, reason: TlsFailureReason): void {
+    this.#tlsFailures.inc({ channel, reason });
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  async exposition(): Promise<{ contentType: string; text: string }> {
+    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+  }
+
+  #gauge(name: string, help: string, read: (s: GaugeSource) => number): void {
+    const gauge: Gauge = new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect: () => {
+        const source = this.#source?.();
+        if (source) gauge.set(read(source));
+      },
+    });
+  }
+}
+
+/**
+ * The reason label for an error that ended a handshake. OpenSSL's errors carry ERR_SSL_* codes (alerts the client
+ * sent among them); socket errors carry E* codes; control-channel.ts rejects with plain Errors on its timeout and on
+ * a close.
+ */
+export function handshakeFailureReason(err: unknown): TlsFailureReason {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'no_certificate';
+  if (code !== undefined && /^ERR_SSL_(SSLV3|TLSV1)_ALERT_/.test(code)) return 'client_alert';
+  if (code !== undefined && /^ERR_(SSL|OSSL)_/.test(code)) return 'protocol';
+  if (code === undefined && err instanceof Error && /timed out/.test(err.message)) return 'timeout';
+  return 'closed';
+}

@@ -1,0 +1,116 @@
+import http from 'node:http';
+import type net from 'node:net';
+import type { Readiness } from '../observability/health.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface HttpEndpointOptions {
+  /** HTTP_PORT (not 0) and HTTP_BIND_ADDRESS (undefined = all interfaces). */
+  readonly port: number;
+  readonly host: string | undefined;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly readiness: Readiness;
+}
+
+/*
+ * Probes and scrapers send one small request and wait for one small answer: a client that trickles its headers
+ * (slowloris) or holds idle connections gets little. Node checks both timeouts every connectionsCheckingInterval.
+ */
+const HEADERS_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+const CHECK_INTERVAL_MS = 1_000;
+const MAX_CONNECTIONS = 64;
+const MAX_HEADER_BYTES = 8 * 1024;
+
+type Answer = { readonly status: number; readonly body: string; readonly contentType?: string };
+
+/** GET /healthz, /readyz and /metrics for probes and Prometheus. Answers in plain text. */
+export class HttpEndpoint {
+  readonly #server: http.Server;
+  readonly #routes: ReadonlyMap<string, () => Promise<Answer>>;
+
+  constructor(private readonly o: HttpEndpointOptions) {
+    this.#routes = new Map<string, () => Promise<Answer>>([
+      // The event loop answers: the process serves. Nothing else, so that a storage outage never restarts the pod.
+      ['/healthz', async () => ({ status: 200, body: 'ok\n' })],
+      [
+        '/readyz',
+        async () => {
+          const problems = await o.readiness.problems();
+          if (problems.length === 0) return { status: 200, body: 'ready\n' };
+          return { status: 503, body: problems.map((p) => `not ready: ${p}\n`).join('') };
+        },
+      ],
+      [
+        '/metrics',
+        async () => {
+          const { contentType, text } = await o.metrics.exposition();
+          return { status: 200, body: text, contentType };
+        },
+      ],
+    ]);
+    this.#server = http.createServer(
+      {
+        headersTimeout: HEADERS_TIMEOUT_MS,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        connectionsCheckingInterval: CHECK_INTERVAL_MS,
+        maxHeaderSize: MAX_HEADER_BYTES,
+      },
+      (req, res) =>
+        void this.#respond(req, res).catch((err: unknown) => {
+          o.log.error({ err }, 'HTTP endpoint failed to answer');
+          res.destroy();
+        }),
+    );
+    this.#server.maxConnections = MAX_CONNECTIONS;
+    // Node answers malformed requests itself (400, 408, 431) and closes them: nothing of theirs reaches #respond.
+    this.#server.on('error', (err) => o.log.error({ err }, 'HTTP endpoint error'));
+  }
+
+  async listen(): Promise<net.AddressInfo> {
+    const { port, host, log } = this.o;
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ port, host }, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = this.#server.address() as net.AddressInfo;
+    log.info({ port: address.port, address: address.address }, 'HTTP endpoint listening');
+    return address;
+  }
+
+  /** Stops accepting and drops open connections: probes and scrapes are retried by their senders. */
+  async close(): Promise<void> {
+    if (!this.#server.listening) return;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections();
+    await closed;
+  }
+
+  async #respond(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const route = this.#routes.get((req.url ?? '').split('?', 1)[0]!);
+    let answer: Answer;
+    if (!route) {
+      answer = { status: 404, body: 'not found\n' };
+    } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      answer = { status: 405, body: 'method not allowed\n' };
+    } else {
+      try {
+        answer = await route();
+      } catch (err) {
+        this.o.log.error({ err, path: req.url }, 'HTTP endpoint failed to answer');
+        answer = { status: 500, body: 'internal error\n' };
+      }
+    }
+    // HEAD: Node sends the headers and drops the body.
+    res.writeHead(answer.status, {
+      'Content-Type': answer.contentType ?? 'text/plain; charset=utf-8',
+      'Cache-Control': 'no-store',
+    });
+    res.end(answer.body);
+  }
+}
