@@ -145,14 +145,13 @@ export class Metrics {
 
 /**
  * The reason label for an error that ended a handshake. OpenSSL's errors carry ERR_SSL_* codes (alerts the client
- * sent among them); socket errors carry E* codes; control-channel.ts rejects with plain Errors on its timeout and on
- * a close.
+ * sent among them); control-channel.ts rejects with ETIMEDOUT on its timeout; anything else ended the connection.
  */
 export function handshakeFailureReason(err: unknown): TlsFailureReason {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'no_certificate';
   if (code !== undefined && /^ERR_SSL_(SSLV3|TLSV1)_ALERT_/.test(code)) return 'client_alert';
   if (code !== undefined && /^ERR_(SSL|OSSL)_/.test(code)) return 'protocol';
-  if (code === undefined && err instanceof Error && /timed out/.test(err.message)) return 'timeout';
+  if (code === 'ETIMEDOUT') return 'timeout';
   return 'closed';
 }

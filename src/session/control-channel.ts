@@ -189,7 +189,7 @@ function handshake(socket: tls.TLSSocket, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error('TLS handshake timed out'));
+      reject(Object.assign(new Error('TLS handshake timed out'), { code: 'ETIMEDOUT' }));
     }, timeoutMs);
     socket.once('secure', () => {
       clearTimeout(timer);

@@ -34,6 +34,9 @@ export async function logsOf(c: StartedTestContainer): Promise<string> {
 /** The containers and temporary directories of one test file, removed whatever state a failed test left. */
 export class ContainerFixture {
   private readonly containers: StartedTestContainer[] = [];
+  /** Containers and networks made with the docker CLI (by id or name), for what testcontainers cannot set up. */
+  private readonly containerIds: string[] = [];
+  private readonly networks: string[] = [];
   private readonly dirs: string[] = [];
 
   /** Fails with one clear line when no engine is reachable, then builds the image from the Dockerfile. */
@@ -66,14 +69,27 @@ export class ContainerFixture {
     return dir;
   }
 
+  /** A container started with `docker run` (its id or name), removed with the others. */
+  trackId(id: string): string {
+    this.containerIds.push(id);
+    return id;
+  }
+
+  /** A network made with `docker network create`, removed after the containers in cleanup(). */
+  trackNetwork(name: string): string {
+    this.networks.push(name);
+    return name;
+  }
+
   /** By id with `docker rm -f`: works for running, stopped and half-started containers alike. */
   async removeContainers(): Promise<void> {
-    const ids = this.containers.splice(0).map((c) => c.getId());
+    const ids = [...this.containers.splice(0).map((c) => c.getId()), ...this.containerIds.splice(0)];
     if (ids.length > 0) await run('docker', ['rm', '-f', ...ids]).catch(() => undefined);
   }
 
   async cleanup(): Promise<void> {
     await this.removeContainers();
+    for (const network of this.networks.splice(0)) await run('docker', ['network', 'rm', network]).catch(() => undefined);
     for (const dir of this.dirs.splice(0)) await rm(dir, { recursive: true, force: true });
   }
 }
