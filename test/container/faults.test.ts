@@ -10,7 +10,7 @@ import { chown, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
-import { Wait, type StartedTestContainer } from 'testcontainers';
+import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
 import { connectData, RawFtpClient, type FtpReply } from '../support/raw-client.js';
@@ -38,14 +38,11 @@ async function startGateway(data: DataVolume, env: Record<string, string> = {}):
       FTP_PASSWORD: PASSWORD,
       ...env,
     })
-    .withExposedPorts(21, ...passivePortBindings(PASV_MIN, PASV_MAX))
-    .withDroppedCapabilities('ALL')
-    .withWaitStrategy(Wait.forLogMessage(/"msg":"listening"/))
-    .withStartupTimeout(30_000);
+    .withExposedPorts(21, ...passivePortBindings(PASV_MIN, PASV_MAX));
   if ('bind' in data) {
-    container = container.withBindMounts([{ source: data.bind, target: '/data', mode: 'rw' }]).withTmpFs({ '/tmp': 'rw,size=16m' });
+    container = container.withBindMounts([{ source: data.bind, target: '/data', mode: 'rw' }]);
   } else {
-    container = container.withTmpFs({ '/tmp': 'rw,size=16m', '/data': `rw,size=${data.tmpfsSize},uid=1000,gid=1000,mode=0755` });
+    container = container.withTmpFs({ '/data': `rw,size=${data.tmpfsSize},uid=1000,gid=1000,mode=0755` });
   }
   const gateway = await container.start();
   return fixture.track(gateway);

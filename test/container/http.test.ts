@@ -4,7 +4,7 @@
  * simply a chmod away.
  */
 import { chmod } from 'node:fs/promises';
-import { Wait, type StartedTestContainer } from 'testcontainers';
+import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
 import { ContainerFixture, HardenedContainer, IMAGE, run, skipContainers } from './support.js';
@@ -21,10 +21,6 @@ async function startGateway(data: string): Promise<StartedTestContainer> {
     .withEnvironment({ FTP_USER: USER, FTP_PASSWORD: PASSWORD, PASV_MIN_PORT: '30400', PASV_MAX_PORT: '30409' })
     .withExposedPorts(21, 8080)
     .withBindMounts([{ source: data, target: '/data', mode: 'rw' }])
-    .withTmpFs({ '/tmp': 'rw,size=16m' })
-    .withDroppedCapabilities('ALL')
-    .withWaitStrategy(Wait.forLogMessage(/"msg":"listening"/))
-    .withStartupTimeout(30_000)
     .start();
   return fixture.track(container);
 }

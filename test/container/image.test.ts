@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import selfsigned from 'selfsigned';
-import { Wait, type StartedTestContainer } from 'testcontainers';
+import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
 import { connectData, readAll, RawFtpClient } from '../support/raw-client.js';
@@ -48,10 +48,6 @@ async function startGateway(env: Record<string, string>, data: string): Promise<
       { source: data, target: '/data', mode: 'rw' },
       { source: certs.dir, target: '/certs', mode: 'ro' },
     ])
-    .withTmpFs({ '/tmp': 'rw,size=16m' })
-    .withDroppedCapabilities('ALL')
-    .withWaitStrategy(Wait.forLogMessage(/"msg":"listening"/))
-    .withStartupTimeout(30_000)
     .start();
   return fixture.track(container);
 }

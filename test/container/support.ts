@@ -4,7 +4,7 @@ import { chown, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { GenericContainer, getContainerRuntimeClient, type StartedTestContainer } from 'testcontainers';
+import { GenericContainer, getContainerRuntimeClient, Wait, type StartedTestContainer } from 'testcontainers';
 
 export const run = promisify(execFile);
 /** One tag for every container test file: whichever builds second finds every layer cached. */
@@ -14,11 +14,18 @@ export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex'
 /** The container user of the image (node). */
 export const CONTAINER_UID = 1000;
 
-/** The image as users run it hardened: read-only root filesystem (testcontainers has no option for it). */
+/**
+ * The image as users run it hardened: read-only root filesystem (testcontainers has no option for it), a small
+ * /tmp, no capabilities; started once the server logs that it listens.
+ */
 export class HardenedContainer extends GenericContainer {
   constructor(image: string) {
     super(image);
     this.hostConfig.ReadonlyRootfs = true;
+    this.withTmpFs({ '/tmp': 'rw,size=16m' })
+      .withDroppedCapabilities('ALL')
+      .withWaitStrategy(Wait.forLogMessage(/"msg":"listening"/))
+      .withStartupTimeout(30_000);
   }
 }
 

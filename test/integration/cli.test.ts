@@ -1,24 +1,17 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePasswordHash, verifyPassword } from '../../src/auth/password-hash.js';
+import { freePort } from '../support/ports.js';
 import { RawFtpClient } from '../support/raw-client.js';
 
 // The built entry point, as the container runs it (npm test builds first).
 const MAIN = path.resolve('dist/main.js');
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** `node dist/main.js hash-password` with `input` on standard input. */
 function hashPasswordProcess(input: string): Promise<{ stdout: string; stderr: string }> {

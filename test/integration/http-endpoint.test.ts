@@ -15,17 +15,11 @@ import { generate } from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadText, ftpsLogin } from '../support/ftps-client.js';
 import { loggedIn, RawFtpClient, secureClient } from '../support/raw-client.js';
+import { freePort } from '../support/ports.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A server with its HTTP endpoint on a free loopback port. */
 async function startWithHttp(env: Record<string, string> = {}): Promise<{ srv: RunningServer; url: (path: string) => string; httpPort: number }> {

@@ -3,12 +3,11 @@
  * `kubectl apply --dry-run=client` and `docker compose config` would need — without a cluster or a
  * Docker engine. Above all: the passive ports are published 1:1 and agree with PASV_MIN/MAX_PORT.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { at, isObj, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../../..');
 const K8S_DIR = path.join(ROOT, 'docker/k8s');
 const HEALTHCHECK = ['node', '/app/dist/main.js', 'healthcheck'];
 /** The server's defaults (README.md), used where a file does not set the range. */
@@ -16,48 +15,11 @@ const DEFAULT_PASV = { min: 30_000, max: 30_009 };
 const SHUTDOWN_GRACE_DEFAULT_SECONDS = 30;
 const HTTP_PORT_DEFAULT = 8080;
 
-type Obj = Record<string, unknown>;
-
-function isObj(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** The value at a dotted path, failing with the path when a step is missing or not an object. */
-function at(value: unknown, dotted: string): unknown {
-  let current = value;
-  for (const key of dotted.split('.')) {
-    if (!isObj(current)) throw new Error(`${dotted}: "${key}" is not inside an object`);
-    current = current[key];
-  }
-  return current;
-}
-
-function objAt(value: unknown, dotted: string): Obj {
-  const found = at(value, dotted);
-  if (!isObj(found)) throw new Error(`${dotted}: expected an object, found ${JSON.stringify(found)}`);
-  return found;
-}
-
-function listAt(value: unknown, dotted: string): unknown[] {
-  const found = at(value, dotted);
-  if (!Array.isArray(found)) throw new Error(`${dotted}: expected a list, found ${JSON.stringify(found)}`);
-  return found;
-}
-
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile() && /\.ya?ml$/.test(e.name))
     .map((e) => path.join(e.parentPath, e.name))
     .sort();
-}
-
-/** Every document of a file; parse errors and warnings (e.g. unknown tags) fail the test. */
-function load(file: string): unknown[] {
-  const docs = parseAllDocuments(readFileSync(file, 'utf8'), { prettyErrors: true });
-  if (!Array.isArray(docs)) throw new Error(`${file}: no YAML documents`);
-  const problems = docs.flatMap((d) => [...d.errors, ...d.warnings]).map((e) => e.message);
-  if (problems.length > 0) throw new Error(`${path.relative(ROOT, file)}:\n${problems.join('\n')}`);
-  return docs.map((d) => d.toJS() as unknown).filter((d) => d !== null);
 }
 
 function range(min: number, max: number): number[] {

@@ -10,47 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { at, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../../..');
 const COMPOSE_DIR = path.join(ROOT, 'docker/scale-out');
 const K8S_DIR = path.join(ROOT, 'docker/k8s/scale-out');
 /** The server's defaults (README.md). */
 const DEFAULTS = { FTPS_PORT: '21', HTTP_PORT: '8080', IDLE_TIMEOUT_SECONDS: '300', SHUTDOWN_GRACE_SECONDS: '30' };
 
-type Obj = Record<string, unknown>;
 type Range = { min: number; max: number };
-
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function at(value: unknown, dotted: string): unknown {
-  let current = value;
-  for (const key of dotted.split('.')) {
-    if (!isObj(current)) throw new Error(`${dotted}: "${key}" is not inside an object`);
-    current = current[key];
-  }
-  return current;
-}
-
-function objAt(value: unknown, dotted: string): Obj {
-  const found = at(value, dotted);
-  if (!isObj(found)) throw new Error(`${dotted}: expected an object, found ${JSON.stringify(found)}`);
-  return found;
-}
-
-function listAt(value: unknown, dotted: string): Obj[] {
-  const found = at(value, dotted);
-  if (!Array.isArray(found)) throw new Error(`${dotted}: expected a list, found ${JSON.stringify(found)}`);
-  return found as Obj[];
-}
-
-/** Every document of a YAML file (merge keys on, as Compose reads them); errors and warnings fail. */
-function load(file: string): Obj[] {
-  const docs = parseAllDocuments(readFileSync(file, 'utf8'), { prettyErrors: true, merge: true });
-  if (!Array.isArray(docs)) throw new Error(`${file}: no YAML documents`);
-  const problems = docs.flatMap((d) => [...d.errors, ...d.warnings]).map((e) => e.message);
-  if (problems.length > 0) throw new Error(`${path.relative(ROOT, file)}:\n${problems.join('\n')}`);
-  return docs.map((d) => d.toJS() as Obj).filter((d) => d !== null);
-}
 
 const range = ({ min, max }: Range) => Array.from({ length: max - min + 1 }, (_, i) => min + i);
 
