@@ -12,6 +12,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Session } from '../session/session.js';
 import { LocalFsStorage } from '../storage/local-fs.js';
+import { sweepPeriodically } from '../storage/temp-sweeper.js';
 import type { CertificateReloader } from '../tls/certificate-reloader.js';
 import type { TlsContextFactory } from '../tls/session-contexts.js';
 import { ConnectionLimiter } from './connection-limiter.js';
@@ -59,6 +60,9 @@ export class FtpServer {
   private readonly refused = { banned: 0, overLimit: 0 };
   /** /healthz, /readyz and /metrics; none when HTTP_PORT=0. */
   private readonly http: HttpEndpoint | undefined;
+  /** Aborted by stop(): ends the sweep of stale temporary upload files. */
+  private readonly sweep = new AbortController();
+  private sweeping: Promise<void> | undefined;
 
   constructor(private readonly deps: ServerDeps) {
     const { config } = deps;
@@ -106,6 +110,14 @@ export class FtpServer {
       },
       'listening',
     );
+    // In the background: walking a large volume takes a while, and serving does not need it done.
+    const { config, log } = this.deps;
+    this.sweeping = sweepPeriodically({
+      root: config.storage.root,
+      dataTimeoutSeconds: config.data.timeoutSeconds,
+      log,
+      signal: this.sweep.signal,
+    });
     return address;
   }
 
@@ -137,6 +149,7 @@ export class FtpServer {
 
   /** Stops accepting, tells idle sessions 421, lets transfers finish up to graceMs, then cuts the rest. */
   async stop(graceMs: number): Promise<void> {
+    this.sweep.abort();
     // close() stops accepting now; its callback waits for every connection to end.
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     const all = [...this.sessions];
@@ -151,6 +164,8 @@ export class FtpServer {
     }
     clearTimeout(timer);
     await closed;
+    // Ends at the next directory entry; no file system work outlives stop().
+    await this.sweeping;
     this.logins.dispose();
     this.deps.pasvAddresses.close();
     // The store may watch FTP_USERS_FILE.

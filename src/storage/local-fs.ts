@@ -15,7 +15,8 @@ import {
 import { baseName, joinVirtual, ROOT, type VirtualPath } from './virtual-path.js';
 
 const STREAM_BUFFER = 256 * 1024;
-const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
+/** The hidden file a `replace` upload writes before its rename; listings hide it, temp-sweeper.ts removes dead ones. */
+export const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
 const MAX_UNIQUE_TRIES = 1000;
 // Every path we open is already a realpath, so O_NOFOLLOW only bites if someone swapped in a symlink since,
 // and O_NONBLOCK keeps a FIFO in the tree from blocking a libuv thread before we can refuse it.

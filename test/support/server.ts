@@ -26,11 +26,12 @@ let nextPasvBase = 20000 + (process.pid % 100) * 100;
 
 /**
  * The real server, in process, on an ephemeral loopback port, with a fresh temporary FTP_ROOT and a
- * self-signed certificate. `env` overrides any variable. Each server gets its own passive range so test
- * files running in parallel do not compete for ports.
+ * self-signed certificate. `env` overrides any variable; a test that needs files in place before start
+ * passes its own temporary FTP_ROOT, which stop() removes like a fresh one. Each server gets its own passive
+ * range so test files running in parallel do not compete for ports.
  */
 export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'ftps-root-'));
+  const root = env.FTP_ROOT ?? (await mkdtemp(path.join(os.tmpdir(), 'ftps-root-')));
   const certDir = await mkdtemp(path.join(os.tmpdir(), 'ftps-nocert-'));
   const pasvMin = nextPasvBase;
   nextPasvBase += 20;
