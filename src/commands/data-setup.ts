@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { isIPv6, sameHost } from '../data/peer-address.js';
+import { isIPv6, sameHost } from '../net/peer-address.js';
 import { FtpError } from '../protocol/errors.js';
 import { Code, reply } from '../protocol/replies.js';
 import type { CommandContext, Endpoint } from './context.js';

@@ -1,10 +1,10 @@
 import net from 'node:net';
-import { directOrigin, type Origin, type ProxyHeaderError, type ProxyPolicy } from '../net/proxy-protocol.js';
+import { originOf, type Origin, type ProxyHeaderError, type ProxyPolicy } from '../net/proxy-protocol.js';
 import type { Logger } from '../observability/logger.js';
 import { Code } from '../protocol/replies.js';
 import { FtpError } from '../protocol/errors.js';
 import type { DataConnection, PendingDataChannel } from './data-channel.js';
-import { sameHost } from './peer-address.js';
+import { normalizeAddress, sameHost } from '../net/peer-address.js';
 import type { PortPool } from './port-pool.js';
 import { openDataConnection, type DataTlsPolicy } from './tls-wrap.js';
 
@@ -55,7 +55,7 @@ class Listener implements PassiveChannel {
   private connection: DataConnection | undefined;
   private failure: FtpError | undefined;
   private readonly waiters = new Set<() => void>();
-  /** Connections from a trusted proxy whose header is still being read. */
+  /** Connections whose origin is still being found out (a trusted proxy's header being read). */
   private readonly reading = new Set<net.Socket>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -77,26 +77,21 @@ class Listener implements PassiveChannel {
       socket.destroy();
       return;
     }
-    const direct = directOrigin(socket);
-    if (!direct) {
-      socket.destroy();
-      return;
-    }
-    const proxy = this.o.proxy;
-    if (!proxy?.trusts(direct.peer.address)) return this.accept(socket, direct);
     // The listener stays open meanwhile: a stranger relayed by the same proxy must not block our client's connection.
     this.reading.add(socket);
-    proxy.readOrigin(socket, direct).then(
+    originOf(socket, this.o.proxy).then(
       (origin) => {
         this.reading.delete(socket);
-        this.accept(socket, origin);
+        if (origin) this.accept(socket, origin);
+        else socket.destroy();
       },
       (err: ProxyHeaderError) => {
         this.reading.delete(socket);
         socket.destroy();
         // Cut short by the listener closing, or a port probe: nothing to tell.
         if (this.closed || err.probe) return;
-        this.o.log.warn({ via: direct.peer.address, port: this.port, reason: err.reason }, 'PROXY header refused on data connection');
+        const via = normalizeAddress(socket.remoteAddress ?? '');
+        this.o.log.warn({ via, port: this.port, reason: err.reason }, 'PROXY header refused on data connection');
       },
     );
   }

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { normalizeAddress } from './peer-address.js';
 import { blockListOf, isListed, parseAddressRange, type AddressRange } from './address-list.js';
 
 /*
@@ -91,7 +92,7 @@ function parseV1(buf: Buffer): HeaderScan {
   if (!port.test(srcPort) || !port.test(dstPort) || Number(srcPort) > 65535 || Number(dstPort) > 65535) {
     return invalid('v1 ports are not decimal numbers from 0 to 65535');
   }
-  return { kind: 'header', header: { version: 1, source: { address: canonicalAddress(src), port: Number(srcPort) }, length } };
+  return { kind: 'header', header: { version: 1, source: { address: normalizeAddress(src), port: Number(srcPort) }, length } };
 }
 
 /** Address block sizes by family (high nibble of byte 14): AF_UNSPEC, AF_INET, AF_INET6, AF_UNIX. */
@@ -123,7 +124,7 @@ function parseV2(buf: Buffer): HeaderScan {
     family === 1
       ? { address: [...body.subarray(0, 4)].join('.'), port: body.readUInt16BE(8) }
       : { address: ipv6Text(body.subarray(0, 16)), port: body.readUInt16BE(32) };
-  return { kind: 'header', header: { version: 2, source: { ...source, address: canonicalAddress(source.address) }, length } };
+  return { kind: 'header', header: { version: 2, source: { ...source, address: normalizeAddress(source.address) }, length } };
 }
 
 /** Type (1 byte), length (2 bytes), value: TLVs are skipped, but they must tile the rest of the header. */
@@ -140,12 +141,6 @@ function ipv6Text(bytes: Buffer): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
   return groups.join(':');
-}
-
-/** RFC 5952 text for IPv6, and an IPv4-mapped address as plain IPv4: the form sessions compare and log. */
-export function canonicalAddress(address: string): string {
-  const text = net.isIPv6(address) ? new net.SocketAddress({ address, family: 'ipv6' }).address : address;
-  return /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text)?.[1] ?? text.toLowerCase();
 }
 
 export class ProxyHeaderError extends Error {
@@ -238,7 +233,16 @@ export interface Origin {
 export function directOrigin(socket: net.Socket): Origin | undefined {
   const { remoteAddress, remotePort } = socket;
   if (remoteAddress === undefined) return undefined;
-  return { peer: { address: canonicalAddress(remoteAddress), port: remotePort ?? 0 }, via: undefined };
+  return { peer: { address: normalizeAddress(remoteAddress), port: remotePort ?? 0 }, via: undefined };
+}
+
+/**
+ * Who a new connection is from: its own peer, or — when that is a trusted proxy — the client the proxy's header
+ * names, read first (rejects with a ProxyHeaderError). Undefined as for directOrigin.
+ */
+export async function originOf(socket: net.Socket, proxy: ProxyPolicy | undefined): Promise<Origin | undefined> {
+  const direct = directOrigin(socket);
+  return direct && proxy?.trusts(direct.peer.address) ? proxy.readOrigin(socket, direct) : direct;
 }
 
 export interface ProxyPolicyOptions {

@@ -6,7 +6,8 @@ import { CommandRegistry } from '../commands/registry.js';
 import type { Config } from '../config/config.js';
 import type { PasvAddresses } from '../data/pasv-address.js';
 import { PortPool } from '../data/port-pool.js';
-import { detectProxySignature, directOrigin, ProxyPolicy, type Origin, type ProxyHeaderError } from '../net/proxy-protocol.js';
+import { normalizeAddress } from '../net/peer-address.js';
+import { detectProxySignature, originOf, ProxyPolicy, type Origin, type ProxyHeaderError } from '../net/proxy-protocol.js';
 import { Readiness } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -182,20 +183,10 @@ export class FtpServer {
    */
   private onConnection(socket: net.Socket): void {
     socket.on('error', () => undefined);
-    const direct = directOrigin(socket);
-    if (!direct) {
-      socket.destroy();
-      return;
-    }
-    const proxy = this.proxy;
-    if (!proxy?.trusts(direct.peer.address)) {
-      this.admit(socket, direct);
-      return;
-    }
-    proxy.readOrigin(socket, direct).then(
-      (origin) => this.admit(socket, origin),
+    originOf(socket, this.proxy).then(
+      (origin) => (origin ? this.admit(socket, origin) : socket.destroy()),
       (err: ProxyHeaderError) => {
-        const entry = { remote: direct.peer.address, reason: err.reason };
+        const entry = { remote: normalizeAddress(socket.remoteAddress ?? ''), reason: err.reason };
         if (err.probe) this.deps.log.debug(entry, 'connection closed before its PROXY header');
         else this.deps.log.warn(entry, 'PROXY header refused, closing');
         socket.destroy();

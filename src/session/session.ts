@@ -9,7 +9,7 @@ import { activeChannel } from '../data/active.js';
 import type { PendingDataChannel } from '../data/data-channel.js';
 import { openPassive } from '../data/passive.js';
 import type { PasvAddresses } from '../data/pasv-address.js';
-import { normalizeAddress } from '../data/peer-address.js';
+import { normalizeAddress } from '../net/peer-address.js';
 import type { PortPool } from '../data/port-pool.js';
 import type { DataTlsPolicy } from '../data/tls-wrap.js';
 import type { Origin, ProxyPolicy, ProxyVersion } from '../net/proxy-protocol.js';
