@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { generate } from 'selfsigned';
+import { pemPair } from '../../support/certificates.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   MAX_V1_LENGTH,
@@ -228,13 +228,13 @@ describe('readProxyHeader', () => {
     ['v2', tcp4('192.0.2.10', '198.51.100.1', 56324, 21)],
   ])('a TLS server socket created after a %s header handshakes on the bytes that followed it', async (_name, header) => {
     const { client, server } = await connection();
-    const pems = await generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 });
+    const pems = await pemPair('localhost');
     // Header and ClientHello as the proxy relays them: the hello arrives before the reader has finished.
     client.write(header);
     const secureClient = tls.connect({ socket: client, rejectUnauthorized: false });
     await sleep(50);
     await readProxyHeader(server, 2000);
-    const secureServer = new tls.TLSSocket(server, { isServer: true, secureContext: tls.createSecureContext({ key: pems.private, cert: pems.cert }) });
+    const secureServer = new tls.TLSSocket(server, { isServer: true, secureContext: tls.createSecureContext({ key: pems.key, cert: pems.cert }) });
     secureServer.on('data', (d: Buffer) => secureServer.end(`echo ${d.toString()}`));
     secureClient.write('over TLS');
     const [reply] = await Promise.all([rest(secureClient, 13), once(secureServer, 'secure')]);
