@@ -4,31 +4,23 @@
  * session already running keeps its own, and its protected transfers still resume its control session.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
 import { fingerprintOf, pemPair, SecretMount, type PemPair } from '../support/certificates.js';
 import { listNames, loggedIn, readAll, RawFtpClient, secureClient } from '../support/raw-client.js';
+import { afterThisTest, tempDir as makeTempDir } from '../support/fixtures.js';
 import { withServer, type RunningServer } from '../support/server.js';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'ftps-certs-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = () => makeTempDir('ftps-certs-');
 
 /** A client closed after the test. */
 function track<T extends RawFtpClient>(client: T): T {
-  cleanups.push(() => client.close());
+  afterThisTest(() => client.close());
   return client;
 }
 
@@ -195,7 +187,7 @@ describe('SIGHUP', () => {
       TLS_KEY_PATH: keyPath,
     };
     const child = spawn(process.execPath, [MAIN], { env, cwd: os.tmpdir() });
-    cleanups.push(() => child.kill('SIGKILL'));
+    afterThisTest(() => child.kill('SIGKILL'));
     let output = '';
     const outputs = (text: string) =>
       vi.waitFor(() => expect(output).toContain(text), { timeout: 10_000, interval: 20 });

@@ -2,15 +2,15 @@
  * FTP_USERS_FILE end to end: real server, real TLS logins, real files, and the file rewritten underneath
  * the running server the way Kubernetes updates a mounted secret.
  */
-import { mkdir, mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, rename, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import bcrypt from 'bcryptjs';
 import type { Client } from 'basic-ftp';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { hashPassword } from '../../src/auth/password-hash.js';
 import { downloadText, ftpsLogin } from '../support/ftps-client.js';
+import { afterThisTest, tempDir as makeTempDir } from '../support/fixtures.js';
 import { RawFtpClient } from '../support/raw-client.js';
 import { TEST_PASSWORD, TEST_USER, withServer, type RunningServer } from '../support/server.js';
 
@@ -18,16 +18,7 @@ import { TEST_PASSWORD, TEST_USER, withServer, type RunningServer } from '../sup
 const FILE_ONLY = { FTP_USER: '', FTP_PASSWORD: '' };
 const bcryptHash = (password: string): string => bcrypt.hashSync(password, 4);
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'ftps-users-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = () => makeTempDir('ftps-users-');
 
 /** A users file with `lines`; returns its path. */
 async function usersFile(...lines: string[]): Promise<string> {
@@ -38,14 +29,14 @@ async function usersFile(...lines: string[]): Promise<string> {
 
 async function login(srv: RunningServer, user: string, password: string): Promise<Client> {
   const client = await ftpsLogin(srv.port, user, password);
-  cleanups.push(() => client.close());
+  afterThisTest(() => client.close());
   return client;
 }
 
 /** The reply a failed login gets, read raw so the exact text can be compared. */
 async function refusedLogin(srv: RunningServer, user: string, password: string): Promise<string> {
   const c = await RawFtpClient.connect(srv.port);
-  cleanups.push(() => c.close());
+  afterThisTest(() => c.close());
   await c.read();
   await c.upgrade();
   return (await c.login(user, password)).text;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createUserStore } from '../../../src/auth/create-user-store.js';
 import { ConfigError } from '../../../src/config/config.js';
 import { envSchema } from '../../../src/config/schema.js';
-import { afterThisTest, captureLog, tempDir } from './support.js';
+import { afterThisTest, captureLog, tempDir } from '../../support/fixtures.js';
 
 const LOCAL = { address: '127.0.0.1' };
 const FILE_USER = `bob:${bcrypt.hashSync('bob-pass', 4)}:bob:rw\n`;

@@ -5,7 +5,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { FileUserStore } from '../../../src/auth/file-user-store.js';
 import { hashPassword } from '../../../src/auth/password-hash.js';
 import { ConfigError } from '../../../src/config/config.js';
-import { afterThisTest, captureLog, tempDir } from './support.js';
+import { afterThisTest, captureLog, tempDir } from '../../support/fixtures.js';
 
 const LOCAL = { address: '127.0.0.1' };
 const hash = (password: string): string => bcrypt.hashSync(password, 4);

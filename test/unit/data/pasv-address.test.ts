@@ -1,20 +1,11 @@
-import { Writable } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../../src/config/config.js';
 import { envSchema } from '../../../src/config/schema.js';
 import { PasvAddresses, type Resolve4 } from '../../../src/data/pasv-address.js';
-import { createLogger } from '../../../src/observability/logger.js';
+import { captureLog } from '../../support/fixtures.js';
 
 function setup(env: Record<string, string>) {
-  const config = envSchema.parse(env);
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line));
-      done();
-    },
-  });
-  return { config, log: createLogger(config, sink), lines };
+  return { config: envSchema.parse(env), ...captureLog() };
 }
 
 /** A name server whose answer the test changes: what dynamic DNS does between two resolutions. */

@@ -11,7 +11,7 @@ import { loadTlsMaterial } from '../../../src/tls/certificates.js';
 import { CertificateReloader } from '../../../src/tls/certificate-reloader.js';
 import { TlsContextFactory } from '../../../src/tls/session-contexts.js';
 import { pemPair, SecretMount } from '../../support/certificates.js';
-import { afterThisTest, captureLog, tempDir } from '../auth/support.js';
+import { afterThisTest, captureLog, tempDir } from '../../support/fixtures.js';
 
 const DAY_MS = 86_400_000;
 

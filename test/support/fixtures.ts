@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach } from 'vitest';
-import { createLogger, type Logger } from '../../../src/observability/logger.js';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
 
 /** A logger whose lines land, parsed, in `lines`. */
 export function captureLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
@@ -19,15 +19,16 @@ export function captureLog(): { log: Logger; lines: Array<Record<string, unknown
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
+  // Last registered first: a client is closed before the server it talks to, a server before its directory.
+  for (const c of cleanups.splice(0).reverse()) await c();
 });
 
 /** Runs `cleanup` after the current test. */
 export const afterThisTest = (cleanup: () => unknown): void => void cleanups.push(cleanup);
 
 /** A temporary directory removed after the current test. */
-export async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'ftps-auth-'));
+export async function tempDir(prefix = 'ftps-test-'): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   afterThisTest(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }
