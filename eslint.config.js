@@ -14,6 +14,12 @@ export default tseslint.config(
     },
   },
   {
+    // Typed rules: a promise nobody awaits or catches would end the process with its rejection.
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: { '@typescript-eslint/no-floating-promises': 'error', '@typescript-eslint/no-misused-promises': 'error' },
+  },
+  {
     files: ['src/config/load.ts', 'src/main.ts', 'test/**', 'bench/**', 'vitest.config.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },

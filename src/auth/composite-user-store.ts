@@ -1,10 +1,10 @@
-import type { AuthResult, PeerInfo, UserStore } from './user-store.js';
+import type { AuthResult, Password, PeerInfo, UserStore } from './user-store.js';
 
 /** Several user sources behind one UserStore. The sources must not share a name (createUserStore sees to it). */
 export class CompositeUserStore implements UserStore {
   constructor(private readonly sources: readonly UserStore[]) {}
 
-  async authenticate(name: string, password: string, peer: PeerInfo): Promise<AuthResult> {
+  async authenticate(name: string, password: Password, peer: PeerInfo): Promise<AuthResult> {
     // Every source answers every login, so the time taken does not tell which source, if any, knows the name.
     const results = await Promise.all(this.sources.map((s) => s.authenticate(name, password, peer)));
     return (

@@ -1,21 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import { ConfigError, type Config } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import { AnonymousUserStore, isAnonymousName } from './anonymous-user-store.js';
 import { CompositeUserStore } from './composite-user-store.js';
 import { FileUserStore } from './file-user-store.js';
+import { isWithin } from './users-file.js';
 import { StaticUserStore } from './static-user-store.js';
 import type { UserStore } from './user-store.js';
 
 export const DEFAULT_USER = 'ftp';
 const USERS_FILE_POLL_MS = 5_000;
 
-const isWithin = (dir: string, inner: string): boolean => {
-  const rel = path.relative(dir, inner);
-  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
-};
 
 /**
  * The user sources the configuration names, combined. A name belongs to one source only:
@@ -28,6 +24,12 @@ const isWithin = (dir: string, inner: string): boolean => {
  */
 export async function createUserStore(config: Config, log: Logger): Promise<UserStore> {
   const { auth, storage } = config;
+  // FTP_USER's home is FTP_ROOT; the users file's homes are checked line by line as it loads.
+  if (auth.anonymous && auth.user !== undefined && isWithin(auth.anonymousRoot, storage.root)) {
+    throw new ConfigError([
+      `FTP_ANONYMOUS_ROOT: ${auth.anonymousRoot} contains FTP_ROOT (${storage.root}), the home of FTP_USER "${auth.user}": anonymous users could read it`,
+    ]);
+  }
   const sources: UserStore[] = [];
   if (auth.user !== undefined && auth.password !== undefined) {
     if (auth.anonymous && isAnonymousName(auth.user)) {
@@ -41,6 +43,7 @@ export async function createUserStore(config: Config, log: Logger): Promise<User
     const store = await FileUserStore.open({
       file: auth.usersFile,
       root: storage.root,
+      anonymousRoot: auth.anonymous ? auth.anonymousRoot : undefined,
       claimedBy,
       log,
       pollIntervalMs: USERS_FILE_POLL_MS,
@@ -52,9 +55,6 @@ export async function createUserStore(config: Config, log: Logger): Promise<User
     await mkdir(auth.anonymousRoot, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
       throw new ConfigError([`FTP_ANONYMOUS_ROOT: cannot create ${auth.anonymousRoot} (${err.code ?? 'error'})`]);
     });
-    if (auth.usersFile !== undefined && isWithin(auth.anonymousRoot, storage.root)) {
-      log.warn('FTP_ANONYMOUS_ROOT contains FTP_ROOT: anonymous users can read every users-file home');
-    }
     sources.push(new AnonymousUserStore(auth.anonymousRoot));
   }
   if (sources.length === 0) {

@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
-import { verifyPassword, type PasswordHash } from './password-hash.js';
+import { hashCost, verifyPassword, type PasswordHash } from './password-hash.js';
 import { isListed } from '../net/address-list.js';
 import { parseUsersFile, type FileUser, type UsersFileOptions } from './users-file.js';
-import type { AuthFailure, AuthResult, PeerInfo, UserStore } from './user-store.js';
+import { passwordBytes, type AuthFailure, type AuthResult, type Password, type PeerInfo, type UserStore } from './user-store.js';
 
 export interface FileUserStoreOptions extends UsersFileOptions {
   /** FTP_USERS_FILE */
@@ -21,6 +21,24 @@ export interface FileUserStoreOptions extends UsersFileOptions {
 const SETTLE_MS = 100;
 
 const fingerprint = (text: string): string => createHash('sha256').update(text).digest('hex');
+/** Per process: which decoy a name gets cannot be computed from outside. */
+const DECOY_KEY = randomBytes(32);
+
+interface Decoy {
+  readonly hash: PasswordHash;
+  /** Users whose hash is of this kind. */
+  readonly users: number;
+}
+
+/** Per hash kind, the hash of median cost among the users of that kind. */
+function decoysOf(users: ReadonlyMap<string, FileUser>): Decoy[] {
+  const byKind = new Map<string, PasswordHash[]>();
+  for (const { hash } of users.values()) byKind.set(hash.kind, [...(byKind.get(hash.kind) ?? []), hash]);
+  return [...byKind.values()].map((hashes) => {
+    const sorted = hashes.sort((a, b) => hashCost(a) - hashCost(b));
+    return { hash: sorted[Math.floor(sorted.length / 2)]!, users: hashes.length };
+  });
+}
 const fail = (reason: AuthFailure): AuthResult => ({ ok: false, reason });
 
 /**
@@ -31,8 +49,8 @@ const fail = (reason: AuthFailure): AuthResult => ({ ok: false, reason });
  */
 export class FileUserStore implements UserStore {
   private users: ReadonlyMap<string, FileUser> = new Map();
-  /** Checked for unknown names: a real user's hash, so they cost what a known name costs. */
-  private decoy: PasswordHash | undefined;
+  /** Per hash kind, what unknown names are checked against (decoyFor). */
+  private decoys: readonly Decoy[] = [];
   /** The content (or read error) last looked at: an unchanged file is not parsed again. */
   private seen: string;
   private reloading = Promise.resolve();
@@ -68,14 +86,15 @@ export class FileUserStore implements UserStore {
     return this.users.size;
   }
 
-  async authenticate(name: string, password: string, peer: PeerInfo): Promise<AuthResult> {
+  async authenticate(name: string, password: Password, peer: PeerInfo): Promise<AuthResult> {
     const user = this.users.get(name);
     // Without any user there is no decoy, and no name costs anything: still the same for all names.
-    const hash = user?.hash ?? this.decoy;
-    const matches = hash !== undefined && (await verifyPassword(hash, password));
+    const hash = user?.hash ?? this.decoyFor(name);
+    const matches = hash !== undefined && (await verifyPassword(hash, passwordBytes(password)));
     if (!user) return fail('unknown-user');
     if (user.allowedFrom && !isListed(user.allowedFrom, peer.address)) return fail('address-not-allowed');
     if (!matches) return fail('wrong-password');
+    if (user.disabled) return fail('account-disabled');
     await mkdir(user.account.homeDir, { recursive: true });
     return { ok: true, account: user.account };
   }
@@ -98,9 +117,41 @@ export class FileUserStore implements UserStore {
     clearTimeout(this.settle);
   }
 
+  /**
+   * Takes a parsed file. An unchanged user keeps its Account object, so open sessions see no change; every
+   * account answers current() from whatever file is loaded now.
+   */
   private use(users: ReadonlyMap<string, FileUser>): void {
-    this.users = users;
-    this.decoy = users.values().next().value?.hash;
+    const before = this.users;
+    this.users = new Map(
+      [...users].map(([name, user]) => {
+        const old = before.get(name)?.account;
+        const same = old !== undefined && old.homeDir === user.account.homeDir && old.writable === user.account.writable;
+        const current = () => {
+          const now = this.users.get(name);
+          return now && !now.disabled ? now.account : undefined;
+        };
+        return [name, { ...user, account: same ? old : { ...user.account, current } }];
+      }),
+    );
+    this.decoys = decoysOf(this.users);
+  }
+
+  /**
+   * The hash an unknown name is checked against, so that it costs what a real user costs. Unknown names are
+   * spread over the hash kinds in the file in proportion to their users (by a keyed hash of the name, so one name
+   * always costs the same), each kind at its median cost: a user with a costlier hash kind is not told apart
+   * from unknown names by timing, and repeating a name learns nothing new.
+   */
+  private decoyFor(name: string): PasswordHash | undefined {
+    if (this.decoys.length === 0) return undefined;
+    const pick = createHmac('sha256', DECOY_KEY).update(name).digest().readUInt32BE(0) % this.users.size;
+    let seen = 0;
+    for (const decoy of this.decoys) {
+      seen += decoy.users;
+      if (pick < seen) return decoy.hash;
+    }
+    return this.decoys[0]!.hash;
   }
 
   private watchDirectory(): void {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 
@@ -54,7 +55,7 @@ export function parsePasswordHash(text: string): { hash: PasswordHash } | { prob
 
 const scryptMemory = ({ ln, r }: ScryptCost): number => 128 * 2 ** ln * r;
 
-function deriveKey(password: string, salt: Buffer, length: number, { ln, r, p }: ScryptCost): Promise<Buffer> {
+function deriveKey(password: Buffer | string, salt: Buffer, length: number, { ln, r, p }: ScryptCost): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     // parsePasswordHash bounds the memory; maxmem only lifts Node's 32 MiB default, which ln=15,r=8 just exceeds.
     scrypt(password, salt, length, { N: 2 ** ln, r, p, maxmem: 2 * MAX_SCRYPT_MEMORY }, (err, key) =>
@@ -63,11 +64,24 @@ function deriveKey(password: string, salt: Buffer, length: number, { ln, r, p }:
   });
 }
 
-/** Both kinds run off the event loop's critical path: bcryptjs yields between rounds, scrypt runs on the thread pool. */
-export async function verifyPassword(hash: PasswordHash, password: string): Promise<boolean> {
-  if (hash.kind === 'bcrypt') return bcrypt.compare(password, hash.encoded);
-  const key = await deriveKey(password, hash.salt, hash.key.length, hash.cost);
-  return timingSafeEqual(key, hash.key);
+/**
+ * Checks the client's bytes. Both kinds run off the event loop's critical path: bcryptjs yields between rounds,
+ * scrypt runs on the thread pool. bcryptjs hashes UTF-8 strings only: bytes that are not UTF-8 still cost a full
+ * comparison but never match (decoding them would map different passwords to the same U+FFFD text).
+ */
+export async function verifyPassword(hash: PasswordHash, password: Buffer): Promise<boolean> {
+  if (hash.kind === 'scrypt') {
+    const key = await deriveKey(password, hash.salt, hash.key.length, hash.cost);
+    return timingSafeEqual(key, hash.key);
+  }
+  const matches = await bcrypt.compare(password.toString('utf8'), hash.encoded);
+  return matches && isUtf8(password);
+}
+
+/** Memory one verification of `hash` takes, as a comparable cost (bcrypt: its rounds, as powers of two). */
+export function hashCost(hash: PasswordHash): number {
+  if (hash.kind === 'bcrypt') return 2 ** Number(hash.encoded.slice(4, 6));
+  return scryptMemory(hash.cost) * hash.cost.p;
 }
 
 const base64 = (b: Buffer): string => b.toString('base64').replace(/=+$/, '');

@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Account, AuthResult, UserStore } from './user-store.js';
+import { passwordBytes, type Account, type AuthResult, type Password, type UserStore } from './user-store.js';
 
 /** Digests have a fixed length, so comparing them in constant time also hides the password's length. */
-const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+const digest = (s: Buffer | string): Buffer => createHash('sha256').update(s).digest();
 
 /** One user from FTP_USER/FTP_PASSWORD, home = FTP_ROOT. */
 export class StaticUserStore implements UserStore {
@@ -17,10 +17,10 @@ export class StaticUserStore implements UserStore {
     this.passwordDigest = digest(password);
   }
 
-  async authenticate(name: string, password: string): Promise<AuthResult> {
+  async authenticate(name: string, password: Password): Promise<AuthResult> {
     // Evaluate both comparisons always, so an unknown user costs the same as a wrong password.
     const nameOk = timingSafeEqual(digest(name), this.nameDigest);
-    const passwordOk = timingSafeEqual(digest(password), this.passwordDigest);
+    const passwordOk = timingSafeEqual(digest(passwordBytes(password)), this.passwordDigest);
     if (!nameOk) return { ok: false, reason: 'unknown-user' };
     return passwordOk ? { ok: true, account: this.account } : { ok: false, reason: 'wrong-password' };
   }

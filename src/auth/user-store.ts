@@ -8,10 +8,21 @@ export interface Account {
   /** Absolute directory on the server that is the user's "/". */
   readonly homeDir: string;
   readonly writable: boolean;
+  /**
+   * The account as its source has it now (a reloaded users file): the same object while unchanged, undefined once
+   * removed or disabled. Sessions ask before every command. Absent for sources whose accounts never change.
+   */
+  readonly current?: () => Account | undefined;
 }
 
 /** Why a login failed: for the server's log only, the client always gets the same reply. */
-export type AuthFailure = 'unknown-user' | 'wrong-password' | 'address-not-allowed' | 'address-banned';
+export type AuthFailure = 'unknown-user' | 'wrong-password' | 'account-disabled' | 'address-not-allowed' | 'address-banned';
+
+/** A password as the client sent it: bytes (a string stands for its UTF-8 bytes). */
+export type Password = Buffer | string;
+
+export const passwordBytes = (password: Password): Buffer =>
+  typeof password === 'string' ? Buffer.from(password, 'utf8') : password;
 
 export type AuthResult =
   | { readonly ok: true; readonly account: Account }
@@ -19,7 +30,7 @@ export type AuthResult =
 
 /** Source of users. Implementations must take the same time for unknown users and wrong passwords. */
 export interface UserStore {
-  authenticate(name: string, password: string, peer: PeerInfo): Promise<AuthResult>;
+  authenticate(name: string, password: Password, peer: PeerInfo): Promise<AuthResult>;
   /** Re-reads the users' source now (SIGHUP); never rejects: problems are logged and the current users stay. */
   reload?(): Promise<void>;
   /** Stops background work such as watching a users file. */

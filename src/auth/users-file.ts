@@ -7,6 +7,8 @@ import type { Account } from './user-store.js';
 export interface FileUser {
   readonly account: Account;
   readonly hash: PasswordHash;
+  /** The hash was prefixed with `!` (as in /etc/shadow): no login, open sessions are closed. */
+  readonly disabled: boolean;
   /** Client addresses the user may log in from; undefined = any. */
   readonly allowedFrom: net.BlockList | undefined;
 }
@@ -21,9 +23,11 @@ export interface UsersFileOptions {
   readonly root: string;
   /** The source (e.g. "FTP_USER") that already provides `name`, if any: a name belongs to one source only. */
   readonly claimedBy: (name: string) => string | undefined;
+  /** FTP_ANONYMOUS_ROOT when anonymous access is on: no home may lie inside it, or anonymous would read it. */
+  readonly anonymousRoot?: string | undefined;
 }
 
-export const USERS_FILE_FORMAT = 'name:password-hash:home:permissions[:allowed-cidrs]';
+export const USERS_FILE_FORMAT = 'name:[!]password-hash:home:permissions[:allowed-cidrs]';
 
 /** Thrown by the field parsers; one per line, reported with the line number. */
 class BadLine extends Error {}
@@ -67,11 +71,12 @@ function parseLine(line: string, options: UsersFileOptions): FileUser {
   if (permissionsField === undefined) throw new BadLine(`expected ${USERS_FILE_FORMAT}`);
   // Checked in field order, so the reported problem is the first one on the line.
   const name = parseName(nameField!, options);
-  const hash = parseHash(hashField!);
-  const homeDir = parseHome(homeField!, options.root);
+  const disabled = hashField!.startsWith('!');
+  const hash = parseHash(disabled ? hashField!.slice(1) : hashField!);
+  const homeDir = parseHome(homeField!, options);
   const writable = parsePermissions(permissionsField);
   const allowedFrom = rest.length === 0 ? undefined : parseAllowList(rest.join(':'));
-  return { account: { name, homeDir, writable }, hash, allowedFrom };
+  return { account: { name, homeDir, writable }, hash, disabled, allowedFrom };
 }
 
 function parseName(name: string, options: UsersFileOptions): string {
@@ -88,11 +93,21 @@ function parseHash(text: string): PasswordHash {
 }
 
 /** Relative to FTP_ROOT; "." is FTP_ROOT itself. Without ".." segments a relative path cannot leave the root. */
-function parseHome(home: string, root: string): string {
+function parseHome(home: string, { root, anonymousRoot }: UsersFileOptions): string {
   if (home === '' || path.isAbsolute(home) || home.split('/').includes('..')) {
     throw new BadLine(`home ${quote(home)} must be a relative path inside FTP_ROOT (no "..")`);
   }
-  return path.resolve(root, home);
+  const homeDir = path.resolve(root, home);
+  if (anonymousRoot !== undefined && isWithin(anonymousRoot, homeDir)) {
+    throw new BadLine(`home ${quote(home)} (${homeDir}) is inside FTP_ANONYMOUS_ROOT (${anonymousRoot}): anonymous users could read it`);
+  }
+  return homeDir;
+}
+
+/** `inner` is `dir` or lies below it (path.relative, not a string prefix: /data/pub2 is not in /data/pub). */
+export function isWithin(dir: string, inner: string): boolean {
+  const rel = path.relative(dir, inner);
+  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }
 
 function parsePermissions(text: string): boolean {

@@ -31,6 +31,15 @@ export const auth = defineCommand({
   },
 });
 
+/**
+ * A data connection set up under the other protection level is closed: a passive connection opened in clear text
+ * before PROT P must not carry the next transfer in clear text after it.
+ */
+function setProtection(ctx: CommandContext, protect: boolean): void {
+  if (ctx.state.protectData !== protect) ctx.data.take()?.dispose();
+  ctx.state.protectData = protect;
+}
+
 export const pbsz = defineCommand({
   verb: 'PBSZ',
   access: 'any',
@@ -55,14 +64,14 @@ export const prot = defineCommand({
     if (!ctx.controlSecure) return reply(Code.BadSequence, 'PROT needs a TLS control connection (AUTH TLS first)');
     const level = arg!.trim().toUpperCase();
     if (level === 'P') {
-      ctx.state.protectData = true;
+      setProtection(ctx, true);
       return reply(Code.Ok, 'Data connections will be protected');
     }
     if (level === 'C') {
       if (ctx.config.ftps.requireProtP && !ctx.config.data.implicitTls) {
         return reply(Code.ProtLevelNotSupported, 'PROT C refused: data connections must be protected');
       }
-      ctx.state.protectData = false;
+      setProtection(ctx, false);
       return reply(Code.Ok, 'Data connections will not be protected');
     }
     if (level === 'S' || level === 'E') return reply(Code.ProtLevelNotSupported, `PROT ${level} is not supported`);
@@ -95,7 +104,7 @@ export const pass = defineCommand({
   access: 'any',
   arg: 'optional',
   help: 'PASS password: finish a login',
-  async handle(ctx, arg) {
+  async handle(ctx, _arg, raw) {
     if (ctx.state.account) return reply(Code.NotImplementedSuperfluous, 'Already logged in');
     if (tlsRequired(ctx)) {
       return reply(Code.NotLoggedIn, 'TLS required: send AUTH TLS before logging in (or use implicit FTPS)');
@@ -103,7 +112,7 @@ export const pass = defineCommand({
     const name = ctx.state.pendingUser;
     if (name === undefined) return reply(Code.BadSequence, 'Send USER first');
     ctx.state.pendingUser = undefined;
-    const result = await ctx.authenticate(name, arg ?? '');
+    const result = await ctx.authenticate(name, raw ?? Buffer.alloc(0));
     if (result.ok) {
       await ctx.login(result.account);
       ctx.log.info('login');

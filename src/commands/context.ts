@@ -65,7 +65,8 @@ export interface CommandContext {
   readonly local: Endpoint;
   /** The logged-in user's storage; throws FtpError 530 before login. */
   storage(): StorageBackend;
-  authenticate(user: string, password: string): Promise<AuthResult>;
+  /** `password` as the client's bytes. */
+  authenticate(user: string, password: Buffer): Promise<AuthResult>;
   login(account: Account): Promise<void>;
   /** Sends a 1xx reply now, ahead of the handler's final reply. */
   sendPreliminary(r: Reply): void;
@@ -77,6 +78,8 @@ export interface CommandContext {
   beginTransfer(): AbortSignal;
   /** Aborts the running transfer; resolves once its final reply has been sent. False when none ran. */
   abortTransfer(): Promise<boolean>;
+  /** A data transfer is running (the command that began it has not replied yet). */
+  readonly transferInProgress: boolean;
   /** One line of text about the session for STAT. */
   statusLines(): readonly string[];
 }

@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.js';
-import type { Reply } from '../protocol/replies.js';
+import type { AnyReply } from '../protocol/replies.js';
 import type { CommandCatalog, CommandContext } from './context.js';
 
 export interface CommandSpec {
@@ -15,7 +15,8 @@ export interface CommandSpec {
   readonly help: string;
   /** False when configuration turns the command off (it then answers 502 and is left out of FEAT/HELP). */
   readonly enabled?: (config: Config) => boolean;
-  handle(ctx: CommandContext, arg: string | undefined): Promise<Reply>;
+  /** `raw` is the argument as the client's bytes (PASS compares passwords byte for byte). */
+  handle(ctx: CommandContext, arg: string | undefined, raw: Buffer | undefined): Promise<AnyReply>;
 }
 
 export const defineCommand = (spec: CommandSpec): CommandSpec => Object.freeze(spec);

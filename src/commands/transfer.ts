@@ -9,10 +9,13 @@ import { Code, reply, type Reply } from '../protocol/replies.js';
 import { mapFsError, StorageError, type FileReader, type UploadTarget } from '../storage/storage.js';
 import type { CommandContext } from './context.js';
 
+/** Listing bytes per write to the data connection. */
+const LISTING_CHUNK = 64 * 1024;
+
 /** What a transfer moves. `file` and `target` belong to the transfer from then on: it closes or settles them. */
 export type TransferBody =
   | { readonly kind: 'file'; readonly file: FileReader; readonly start: number; readonly ascii: boolean }
-  | { readonly kind: 'listing'; readonly text: string }
+  | { readonly kind: 'listing'; readonly lines: AsyncIterable<string>; readonly release: () => Promise<void> }
   | { readonly kind: 'upload'; readonly target: UploadTarget; readonly ascii: boolean };
 
 /**
@@ -67,6 +70,10 @@ async function runTransfer(
   let bytes = 0;
   try {
     connection = await pending.connect(signal);
+    // Belt and braces to PROT closing pending channels: the level is the one in force when the transfer starts.
+    if (connection.protected !== (ctx.state.protectData || ctx.config.data.implicitTls)) {
+      throw new FtpError(Code.CannotOpenDataConnection, 'Data connection was opened under another protection level; open a new one');
+    }
     ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
     const socket = await connection.ready();
     await move(body, socket, signal, (n) => (bytes += n));
@@ -85,6 +92,8 @@ async function runTransfer(
     pending.dispose();
     if (body.kind === 'file') {
       await body.file.close().catch((err: unknown) => ctx.log.warn({ err }, 'closing a downloaded file failed'));
+    } else if (body.kind === 'listing') {
+      await body.release().catch((err: unknown) => ctx.log.warn({ err }, 'closing a listed directory failed'));
     }
   }
 }
@@ -96,7 +105,7 @@ async function runTransfer(
 async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, count: (bytes: number) => void): Promise<void> {
   switch (body.kind) {
     case 'listing': {
-      const source = Readable.from([Buffer.from(body.text, 'utf8')]);
+      const source = Readable.from(inChunks(body.lines));
       source.on('data', (chunk: Buffer) => count(chunk.length));
       await pipeline(source, socket, { signal });
       return;
@@ -124,6 +133,19 @@ async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, cou
       return;
     }
   }
+}
+
+/** Listing lines joined with CRLF into writes of about LISTING_CHUNK bytes, produced only as fast as they are sent. */
+async function* inChunks(lines: AsyncIterable<string>): AsyncIterable<Buffer> {
+  let pending = '';
+  for await (const line of lines) {
+    pending += `${line}\r\n`;
+    if (pending.length >= LISTING_CHUNK) {
+      yield Buffer.from(pending, 'utf8');
+      pending = '';
+    }
+  }
+  if (pending !== '') yield Buffer.from(pending, 'utf8');
 }
 
 /**

@@ -55,9 +55,14 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
       requireWritable(ctx);
       return transferWith(ctx, async () => {
         const storage = ctx.storage();
-        const path =
-          verb === 'STOU' ? await storage.uniqueName(ctx.state.cwd, arg ?? 'file') : resolvePath(ctx, arg);
-        const mode = verb === 'APPE' ? 'append' : start > 0 ? 'resume' : 'replace';
+        const { path, target } =
+          verb === 'STOU'
+            ? await storage.openUnique(ctx.state.cwd, arg ?? 'file', {})
+            : await (async () => {
+                const path = resolvePath(ctx, arg);
+                const mode = verb === 'APPE' ? 'append' : start > 0 ? 'resume' : 'replace';
+                return { path, target: await storage.openWrite(path, { mode, start }) };
+              })();
         const name = baseName(path);
         return {
           what: {
@@ -66,7 +71,7 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
             opening: verb === 'STOU' ? `FILE: ${name}` : `Opening ${modeName(ctx)} mode data connection for ${name}`,
             success: verb === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete',
           },
-          body: { kind: 'upload', target: await storage.openWrite(path, { mode, start }), ascii: isAscii(ctx) },
+          body: { kind: 'upload', target, ascii: isAscii(ctx) },
         };
       });
     },
@@ -78,26 +83,45 @@ function stripListOptions(arg: string | undefined): string | undefined {
   return rest === '' ? undefined : rest;
 }
 
-/** The entries a listing shows: a directory's children, or the file itself. */
-async function entriesFor(ctx: CommandContext, path: VirtualPath): Promise<FileStat[]> {
-  const stat = await ctx.storage().stat(path);
-  if (stat.type === 'dir') return ctx.storage().list(path);
-  return [{ ...stat, name: baseName(path) }];
-}
-
 type ListKind = 'LIST' | 'NLST' | 'MLSD';
 
-function formatEntries(ctx: CommandContext, kind: ListKind, entries: readonly FileStat[]): string[] {
-  const now = new Date();
+function formatEntry(ctx: CommandContext, kind: ListKind, now: Date): (e: FileStat) => string {
   const writable = ctx.state.account?.writable ?? false;
   switch (kind) {
     case 'LIST':
-      return entries.map((e) => formatListLine(e, now));
+      return (e) => formatListLine(e, now);
     case 'NLST':
-      return entries.map((e) => e.name);
+      return (e) => e.name;
     case 'MLSD':
-      return entries.map((e) => formatMlsxFacts(e, { writable, facts: ctx.state.mlstFacts }));
+      return (e) => formatMlsxFacts(e, { writable, facts: ctx.state.mlstFacts });
   }
+}
+
+/**
+ * The lines of a listing: a directory's entries, streamed from storage as they are read, or the file itself.
+ * Errors about the path (550) come from here, before any reply; `release` frees the directory.
+ */
+async function listingOf(
+  ctx: CommandContext,
+  kind: ListKind,
+  path: VirtualPath,
+): Promise<{ lines: AsyncIterable<string>; release: () => Promise<void> }> {
+  const format = formatEntry(ctx, kind, new Date());
+  const stat = await ctx.storage().stat(path);
+  if (stat.type !== 'dir') {
+    if (kind === 'MLSD') throw new FtpError(Code.FileUnavailable, 'Not a directory');
+    return { lines: single(format({ ...stat, name: baseName(path) })), release: async () => undefined };
+  }
+  const listing = await ctx.storage().list(path);
+  return { lines: mapAsync(listing, format), release: () => listing.close() };
+}
+
+async function* single<T>(item: T): AsyncIterable<T> {
+  yield item;
+}
+
+async function* mapAsync<T, R>(source: AsyncIterable<T>, fn: (item: T) => R): AsyncIterable<R> {
+  for await (const item of source) yield fn(item);
 }
 
 const listSpec = (verb: ListKind, help: string): CommandSpec =>
@@ -109,15 +133,9 @@ const listSpec = (verb: ListKind, help: string): CommandSpec =>
     async handle(ctx, arg) {
       return transferWith(ctx, async () => {
         const path = resolvePath(ctx, verb === 'MLSD' ? arg : stripListOptions(arg));
-        if (verb === 'MLSD' && (await ctx.storage().stat(path)).type !== 'dir') {
-          throw new FtpError(Code.FileUnavailable, 'Not a directory');
-        }
-        const text = formatEntries(ctx, verb, await entriesFor(ctx, path))
-          .map((l) => `${l}\r\n`)
-          .join('');
         return {
           what: { label: path, opening: 'Here comes the directory listing', success: 'Directory send OK' },
-          body: { kind: 'listing', text },
+          body: { kind: 'listing', ...(await listingOf(ctx, verb, path)) },
         };
       });
     },
@@ -159,12 +177,14 @@ export const stat = defineCommand({
   duringTransfer: true,
   help: 'STAT [path]: session status, or a listing over the control connection',
   async handle(ctx, arg) {
-    if (arg === undefined || !ctx.state.account) {
+    // RFC 959: during a transfer STAT reports on the transfer; a listing then would let a client that never reads
+    // stack up replies while its data connection is pending.
+    if (arg === undefined || !ctx.state.account || ctx.transferInProgress) {
       return reply(Code.SystemStatus, 'ftps-gateway status:', ...ctx.statusLines().map((l) => ` ${l}`), 'End of status');
     }
     const path = resolvePath(ctx, stripListOptions(arg));
-    const lines = formatEntries(ctx, 'LIST', await entriesFor(ctx, path));
-    return reply(Code.FileStatus, `Status of ${path}:`, ...lines.map((l) => ` ${l}`), 'End of status');
+    const { lines, release } = await listingOf(ctx, 'LIST', path);
+    return { code: Code.FileStatus, first: `Status of ${path}:`, lines: mapAsync(lines, (l) => ` ${l}`), last: 'End of status', release };
   },
 });
 

@@ -25,6 +25,8 @@ export interface Config {
     readonly pasvMinPort: number;
     readonly pasvMaxPort: number;
     readonly pasvPromiscuous: boolean;
+    /** PASV_MAX_PER_IP: passive ports one client address may hold at once. */
+    readonly pasvMaxPerIp: number;
     /** ACTIVE_MODE: PORT/EPRT allowed. */
     readonly activeMode: boolean;
     /** DATA_TIMEOUT_SECONDS */
@@ -37,7 +39,8 @@ export interface Config {
     readonly pathsExplicit: boolean;
     readonly keyPassphrase: string | undefined;
     readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
-    readonly ciphers: string | undefined;
+    /** TLS_CIPHERS: OpenSSL cipher list for TLS 1.2 (ECDHE + AEAD by default). */
+    readonly ciphers: string;
     readonly requireSessionReuse: boolean;
     /** TLS_CLIENT_CA_PATH: CA that signs accepted client certificates. */
     readonly clientCaPath: string | undefined;
@@ -49,6 +52,8 @@ export interface Config {
   readonly storage: {
     /** FTP_ROOT */
     readonly root: string;
+    /** FOLLOW_SYMLINKS: follow symlinks that stay inside the user's home (false: refuse every symlink). */
+    readonly followSymlinks: boolean;
   };
   readonly auth: {
     readonly user: string | undefined;
@@ -58,7 +63,7 @@ export interface Config {
     readonly usersFile: string | undefined;
     /** FTP_ANONYMOUS: read-only login as anonymous/ftp. */
     readonly anonymous: boolean;
-    /** FTP_ANONYMOUS_ROOT: the anonymous user's root (FTP_ROOT when unset). */
+    /** FTP_ANONYMOUS_ROOT: the anonymous user's root (FTP_ROOT/pub when unset). */
     readonly anonymousRoot: string;
     /** LOGIN_BAN_*: failures per IP within the window before a ban of banSeconds. */
     readonly banThreshold: number;

@@ -1,5 +1,5 @@
 import { isIP, isIPv4 } from 'node:net';
-import { isAbsolute } from 'node:path';
+import path, { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { formatRange, parseAddressRange } from '../net/address-list.js';
 import type { Config } from './config.js';
@@ -70,6 +70,19 @@ const pasvOverrides = variable('CIDR=IPv4-address pairs separated by ";", e.g. 1
   return pairs.length > 0 && pairs.every((p) => p !== undefined) ? pairs : undefined;
 });
 
+/**
+ * TLS 1.2 suites: Mozilla's "intermediate" profile less its DHE suites, i.e. forward secrecy (ECDHE) and AEAD
+ * only, no static RSA key exchange and no CBC. TLS 1.3 suites are OpenSSL's (all AEAD), whatever this says.
+ */
+export const INTERMEDIATE_TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 const variables = z.object({
   FTPS_IMPLICIT_SSL: bool.default(false),
   // 0 lets the OS pick a free port (tests); unset means 21, or 990 when implicit.
@@ -84,7 +97,7 @@ const variables = z.object({
   TLS_KEY_PATH: text.optional(),
   TLS_KEY_PASSPHRASE: text.optional(),
   TLS_MIN_VERSION: oneOf(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
-  TLS_CIPHERS: text.optional(),
+  TLS_CIPHERS: text.default(INTERMEDIATE_TLS12_CIPHERS),
   TLS_REQUIRE_SESSION_REUSE: bool.default(true),
   TLS_CLIENT_CA_PATH: text.optional(),
   TLS_CLIENT_AUTH: oneOf(['none', 'optional', 'required']).default('none'),
@@ -97,16 +110,19 @@ const variables = z.object({
   PASV_MIN_PORT: port.default(30_000),
   PASV_MAX_PORT: port.default(30_009),
   PASV_PROMISCUOUS: bool.default(false),
+  // Defaults to a quarter of the range (at least 1) in toConfig.
+  PASV_MAX_PER_IP: count.optional(),
   ACTIVE_MODE: bool.default(true),
   DATA_TIMEOUT_SECONDS: seconds.default(60),
 
   FTP_ROOT: absolutePath.default('/data'),
+  FOLLOW_SYMLINKS: bool.default(true),
   FTP_USER: text.optional(),
   FTP_PASSWORD: text.optional(),
   LOGIN_MAX_ATTEMPTS: count.default(3),
   FTP_USERS_FILE: text.optional(),
   FTP_ANONYMOUS: bool.default(false),
-  // Defaults to FTP_ROOT in toConfig.
+  // Defaults to FTP_ROOT/pub in toConfig: never the users' homes.
   FTP_ANONYMOUS_ROOT: absolutePath.optional(),
   LOGIN_BAN_THRESHOLD: count.default(10),
   LOGIN_BAN_WINDOW_SECONDS: seconds.default(600),
@@ -198,6 +214,7 @@ function toConfig(v: Variables): Config {
       pasvMinPort: v.PASV_MIN_PORT,
       pasvMaxPort: v.PASV_MAX_PORT,
       pasvPromiscuous: v.PASV_PROMISCUOUS,
+      pasvMaxPerIp: v.PASV_MAX_PER_IP ?? Math.max(1, Math.floor((v.PASV_MAX_PORT - v.PASV_MIN_PORT + 1) / 4)),
       activeMode: v.ACTIVE_MODE,
       timeoutSeconds: v.DATA_TIMEOUT_SECONDS,
     },
@@ -213,14 +230,14 @@ function toConfig(v: Variables): Config {
       clientAuth: v.TLS_CLIENT_AUTH,
       handshakeTimeoutSeconds: v.TLS_HANDSHAKE_TIMEOUT_SECONDS,
     },
-    storage: { root: v.FTP_ROOT },
+    storage: { root: v.FTP_ROOT, followSymlinks: v.FOLLOW_SYMLINKS },
     auth: {
       user: v.FTP_USER,
       password: v.FTP_PASSWORD,
       loginMaxAttempts: v.LOGIN_MAX_ATTEMPTS,
       usersFile: v.FTP_USERS_FILE,
       anonymous: v.FTP_ANONYMOUS,
-      anonymousRoot: v.FTP_ANONYMOUS_ROOT ?? v.FTP_ROOT,
+      anonymousRoot: v.FTP_ANONYMOUS_ROOT ?? path.join(v.FTP_ROOT, 'pub'),
       banThreshold: v.LOGIN_BAN_THRESHOLD,
       banWindowSeconds: v.LOGIN_BAN_WINDOW_SECONDS,
       banSeconds: v.LOGIN_BAN_SECONDS,

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { originOf, type Origin, type ProxyHeaderError, type ProxyPolicy } from '../net/proxy-protocol.js';
 import type { Logger } from '../observability/logger.js';
+import type { PassiveRefusal } from '../observability/metrics.js';
 import { Code } from '../protocol/replies.js';
 import { FtpError } from '../protocol/errors.js';
 import type { DataConnection, PendingDataChannel } from './data-channel.js';
@@ -10,6 +11,8 @@ import { openDataConnection, type DataTlsPolicy } from './tls-wrap.js';
 
 export interface PassiveOptions {
   readonly pool: PortPool;
+  /** The client's address: what the pool counts its ports against (PASV_MAX_PER_IP). */
+  readonly holder: string;
   /** Local address to listen on: the control connection's local address. */
   readonly bindAddress: string;
   /** Only this client address may connect; undefined accepts anyone (PASV_PROMISCUOUS). */
@@ -25,18 +28,29 @@ export interface PassiveOptions {
   /** Decided when the client connects, so a PROT P sent after PASV still applies. */
   readonly tlsPolicy: () => DataTlsPolicy | undefined;
   readonly log: Logger;
+  /** Reports a connection from a foreign address (port theft); rate-limited by the caller, for it is the thief's to repeat. */
+  readonly foreignConnection: (from: string, port: number, via: string | undefined) => void;
+  /** Reports a PASV refused for want of a port: the range is exhausted, or this address holds its share. */
+  readonly refused: (reason: PassiveRefusal) => void;
 }
+
 
 export interface PassiveChannel extends PendingDataChannel {
   readonly port: number;
 }
 
 const noPort = () => new FtpError(Code.CannotOpenDataConnection, 'No passive port available, try again later');
+const overShare = () =>
+  new FtpError(Code.CannotOpenDataConnection, 'Your address holds its share of passive ports; use them or try again later');
 const notConnected = () => new FtpError(Code.CannotOpenDataConnection, 'Data connection was not opened in time');
 
 export async function openPassive(o: PassiveOptions): Promise<PassiveChannel> {
+  if (o.pool.atLimit(o.holder)) {
+    o.refused('address_limit');
+    throw overShare();
+  }
   for (let attempt = o.pool.usedCount + o.pool.freeCount; attempt > 0; attempt--) {
-    const port = o.pool.acquire();
+    const port = o.pool.acquire(o.holder);
     if (port === undefined) break;
     const server = net.createServer({ pauseOnConnect: false });
     const listening = await new Promise<boolean>((resolve) => {
@@ -48,6 +62,7 @@ export async function openPassive(o: PassiveOptions): Promise<PassiveChannel> {
     o.pool.release(port);
     o.log.warn({ port }, 'passive port busy outside this server');
   }
+  o.refused('exhausted');
   throw noPort();
 }
 
@@ -104,8 +119,7 @@ class Listener implements PassiveChannel {
     }
     if (this.o.allowedPeer !== undefined && !sameHost(origin.peer.address, this.o.allowedPeer)) {
       // Port theft: someone else connected to the port we advertised to our client.
-      const { via } = origin;
-      this.o.log.warn({ from: origin.peer.address, ...(via && { via }), port: this.port }, 'refused data connection from a foreign address');
+      this.o.foreignConnection(origin.peer.address, this.port, origin.via);
       socket.destroy();
       return;
     }

@@ -4,6 +4,8 @@ import type { AuthFailure, AuthResult } from '../auth/user-store.js';
 export type TransferDirection = 'upload' | 'download' | 'listing';
 export type TransferResult = 'ok' | 'aborted' | 'failed';
 export type TlsChannel = 'control' | 'data';
+/** Why PASV/EPSV found no port: the range is exhausted, or the client's address holds PASV_MAX_PER_IP. */
+export type PassiveRefusal = 'exhausted' | 'address_limit';
 /**
  * Why a TLS handshake failed, as a bounded label. `client_alert`: the client aborted with an alert, most often
  * because it does not trust the certificate; `certificate_refused`: the handshake completed but the client's
@@ -31,6 +33,7 @@ export interface GaugeSource {
 const LOGIN_FAILURE: Record<AuthFailure, string> = {
   'unknown-user': 'unknown_user',
   'wrong-password': 'wrong_password',
+  'account-disabled': 'account_disabled',
   'address-not-allowed': 'address_not_allowed',
   'address-banned': 'address_banned',
 };
@@ -51,13 +54,14 @@ export class Metrics {
   readonly #bytes: Counter<'direction'>;
   readonly #duration: Histogram<'direction'>;
   readonly #tlsFailures: Counter<'channel' | 'reason'>;
+  readonly #passiveRefusals: Counter<'reason'>;
 
   /** `processMetrics`: prom-client's process_* and nodejs_* too; they start timers and observers, so only when served. */
   constructor(o: { processMetrics: boolean }) {
     const registers = [this.registry];
     this.#logins = new Counter({
       name: 'ftps_logins_total',
-      help: 'Login attempts (PASS) by result: success, unknown_user, wrong_password, address_not_allowed, address_banned.',
+      help: 'Login attempts (PASS) by result: success, unknown_user, wrong_password, account_disabled, address_not_allowed, address_banned.',
       labelNames: ['result'],
       registers,
     });
@@ -84,6 +88,12 @@ export class Metrics {
       name: 'ftps_tls_handshake_failures_total',
       help: 'Failed TLS handshakes by channel (control, data) and reason (timeout, protocol, client_alert, no_certificate, certificate_refused, reuse_required, closed).',
       labelNames: ['channel', 'reason'],
+      registers,
+    });
+    this.#passiveRefusals = new Counter({
+      name: 'ftps_passive_refusals_total',
+      help: 'PASV/EPSV answered 425 for want of a port, by reason: exhausted (the whole range is lent), address_limit (PASV_MAX_PER_IP).',
+      labelNames: ['reason'],
       registers,
     });
     this.#gauge('ftps_sessions_active', 'Control connections being served.', (s) => s.sessions);
@@ -123,6 +133,10 @@ export class Metrics {
 
   tlsHandshakeFailed(channel: TlsChannel, reason: TlsFailureReason): void {
     this.#tlsFailures.inc({ channel, reason });
+  }
+
+  passiveRefused(reason: PassiveRefusal): void {
+    this.#passiveRefusals.inc({ reason });
   }
 
   /** The Prometheus text exposition of every metric. */

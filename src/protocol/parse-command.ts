@@ -3,6 +3,8 @@ export interface CommandLine {
   readonly verb: string;
   /** Everything after the first space, unchanged (file names may contain leading/trailing spaces). */
   readonly arg: string | undefined;
+  /** The argument as the client's bytes: invalid UTF-8 would collapse to U+FFFD in `arg`. */
+  readonly rawArg: Buffer | undefined;
 }
 
 const TELNET_IAC = 0xff;
@@ -36,12 +38,16 @@ export function stripTelnet(line: Buffer): Buffer {
  */
 export const INVALID_VERB = '<invalid>';
 
-/** Parses one command line (without its CRLF). Returns undefined for a blank line. */
-export function parseCommand(line: string): CommandLine | undefined {
+const SPACE = 0x20;
+
+/** Parses one command line (its bytes without CRLF). Returns undefined for a blank line. */
+export function parseCommand(bytes: Buffer): CommandLine | undefined {
+  const line = bytes.toString('utf8');
   if (line.trim() === '') return undefined;
-  const space = line.indexOf(' ');
-  const verb = (space === -1 ? line : line.slice(0, space)).trim().toUpperCase();
-  if (!/^[A-Z]{3,4}$/.test(verb)) return { verb: INVALID_VERB, arg: undefined };
-  const arg = space === -1 ? undefined : line.slice(space + 1);
-  return { verb, arg: arg === '' ? undefined : arg };
+  // UTF-8 leaves ASCII bytes as they are, so the first space is at the same place in both forms.
+  const space = bytes.indexOf(SPACE);
+  const verb = (space === -1 ? line : bytes.subarray(0, space).toString('utf8')).trim().toUpperCase();
+  if (!/^[A-Z]{3,4}$/.test(verb)) return { verb: INVALID_VERB, arg: undefined, rawArg: undefined };
+  const rawArg = space === -1 || space === bytes.length - 1 ? undefined : bytes.subarray(space + 1);
+  return { verb, arg: rawArg?.toString('utf8'), rawArg };
 }

@@ -61,9 +61,28 @@ export function reply(code: ReplyCode, ...lines: string[]): Reply {
 }
 
 /**
- * Wire form per RFC 959 §4.2: "123-first", middle lines, "123 last". Middle lines that start with digits
- * are indented by one space so a client cannot mistake them for the terminating line.
+ * A multi-line reply whose middle lines are produced while it is being sent, with backpressure: a listing over
+ * the control connection (STAT path) of any size in bounded memory.
  */
+export interface StreamedReply {
+  readonly code: ReplyCode;
+  readonly first: string;
+  /** Middle lines; they must not contain CR or LF. */
+  readonly lines: AsyncIterable<string>;
+  readonly last: string;
+  /** Frees what produces the lines; the sender calls it once, however sending ends. */
+  release(): Promise<void>;
+}
+
+/** What a command handler answers with. */
+export type AnyReply = Reply | StreamedReply;
+
+export const isStreamed = (r: AnyReply): r is StreamedReply => 'release' in r;
+
+/** A middle line of a multi-line reply: indented when it starts with digits, so no client takes it for the last line. */
+export const formatMiddleLine = (line: string): string => (/^\d/.test(line) ? ` ${line}` : line);
+
+/** Wire form per RFC 959 §4.2: "123-first", middle lines, "123 last". */
 export function formatReply(r: Reply): string {
   const { code, lines } = r;
   if (lines.length === 1) return `${code} ${lines[0]}\r\n`;
@@ -72,7 +91,7 @@ export function formatReply(r: Reply): string {
     .map((line, i) => {
       if (i === 0) return `${code}-${line}`;
       if (i === last) return `${code} ${line}`;
-      return /^\d/.test(line) ? ` ${line}` : line;
+      return formatMiddleLine(line);
     })
     .join('\r\n')
     .concat('\r\n');

@@ -9,6 +9,7 @@ import { PortPool } from '../data/port-pool.js';
 import { normalizeAddress } from '../net/peer-address.js';
 import { detectProxySignature, originOf, ProxyPolicy, type Origin, type ProxyHeaderError } from '../net/proxy-protocol.js';
 import { Readiness } from '../observability/health.js';
+import { LogThrottle } from '../observability/log-throttle.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Session } from '../session/session.js';
@@ -19,6 +20,9 @@ import type { TlsContextFactory } from '../tls/session-contexts.js';
 import { ConnectionLimiter } from './connection-limiter.js';
 import { HttpEndpoint } from './http-endpoint.js';
 import { LoginBans } from './login-bans.js';
+
+/** Warnings a client can cause at will are logged once per address in this window, then summed up. */
+const CLIENT_WARNING_WINDOW_MS = 60_000;
 
 export interface ServerDeps {
   readonly config: Config;
@@ -53,6 +57,7 @@ export class FtpServer {
   private readonly sessions = new Set<Session>();
   private readonly commands: CommandRegistry;
   private readonly ports: PortPool;
+  private readonly throttledLog: LogThrottle;
   private readonly limiter: ConnectionLimiter;
   private readonly logins: LoginBans;
   /** PROXY_PROTOCOL and PROXY_TRUSTED_CIDRS; undefined when off. */
@@ -68,7 +73,8 @@ export class FtpServer {
   constructor(private readonly deps: ServerDeps) {
     const { config } = deps;
     this.commands = new CommandRegistry(allCommands, config);
-    this.ports = new PortPool(config.data.pasvMinPort, config.data.pasvMaxPort);
+    this.ports = new PortPool(config.data.pasvMinPort, config.data.pasvMaxPort, config.data.pasvMaxPerIp);
+    this.throttledLog = new LogThrottle(CLIENT_WARNING_WINDOW_MS);
     this.limiter = new ConnectionLimiter(config.limits.maxConnections, config.limits.maxConnectionsPerIp);
     const { banThreshold: threshold, banWindowSeconds: windowSeconds, banSeconds } = config.auth;
     this.logins = new LoginBans({ threshold, windowSeconds, banSeconds, log: deps.log });
@@ -168,6 +174,7 @@ export class FtpServer {
     // Ends at the next directory entry; no file system work outlives stop().
     await this.sweeping;
     this.logins.dispose();
+    this.throttledLog.close();
     this.deps.pasvAddresses.close();
     // The store may watch FTP_USERS_FILE.
     this.deps.users.close?.();
@@ -248,19 +255,21 @@ export class FtpServer {
       tls: this.deps.tls,
       logins: this.logins,
       ports: this.ports,
+      throttledLog: this.throttledLog,
       origin,
       proxy: this.proxy,
       metrics: this.deps.metrics,
       pasvAddresses: this.deps.pasvAddresses,
-      openStorage: (account: Account) => new LocalFsStorage(account.homeDir),
+      openStorage: (account: Account) => new LocalFsStorage(account.homeDir, { followSymlinks: config.storage.followSymlinks }),
     });
     this.sessions.add(session);
     session.log.debug('connected');
+    // `closed` never rejects: it resolves when the socket closes, however the session ended.
     void session.closed.then(() => {
       this.sessions.delete(session);
       this.limiter.release(origin.peer.address);
     });
-    void session.start();
+    session.start();
   }
 
   /** Closes an admitted connection that never became a session. */

@@ -16,12 +16,23 @@ export interface HttpEndpointOptions {
 /*
  * Probes and scrapers send one small request and wait for one small answer: a client that trickles its headers
  * (slowloris) or holds idle connections gets little. Node checks both timeouts every connectionsCheckingInterval.
+ * Idle connections must never keep a probe out: beyond the limits below a new connection takes the place of the
+ * oldest one that has no request running (of its own address first), so a flood of idle connections only ever
+ * displaces itself, and a probe always gets in.
  */
-const HEADERS_TIMEOUT_MS = 5_000;
+const HEADERS_TIMEOUT_MS = 2_000;
 const REQUEST_TIMEOUT_MS = 10_000;
-const CHECK_INTERVAL_MS = 1_000;
-const MAX_CONNECTIONS = 64;
+const KEEP_ALIVE_TIMEOUT_MS = 2_000;
+const CHECK_INTERVAL_MS = 500;
+const MAX_CONNECTIONS = 128;
+const MAX_CONNECTIONS_PER_ADDRESS = 8;
 const MAX_HEADER_BYTES = 8 * 1024;
+
+interface Tracked {
+  readonly address: string;
+  /** A request is being answered: never evicted. */
+  busy: boolean;
+}
 
 type Answer = { readonly status: number; readonly body: string; readonly contentType?: string };
 
@@ -29,6 +40,8 @@ type Answer = { readonly status: number; readonly body: string; readonly content
 export class HttpEndpoint {
   readonly #server: http.Server;
   readonly #routes: ReadonlyMap<string, () => Promise<Answer>>;
+  /** Open connections, oldest first (a Map keeps insertion order). */
+  readonly #connections = new Map<net.Socket, Tracked>();
 
   constructor(private readonly o: HttpEndpointOptions) {
     this.#routes = new Map<string, () => Promise<Answer>>([
@@ -54,16 +67,23 @@ export class HttpEndpoint {
       {
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: REQUEST_TIMEOUT_MS,
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
         connectionsCheckingInterval: CHECK_INTERVAL_MS,
         maxHeaderSize: MAX_HEADER_BYTES,
       },
-      (req, res) =>
-        void this.#respond(req, res).catch((err: unknown) => {
+      (req, res) => {
+        const tracked = this.#connections.get(req.socket);
+        if (tracked) tracked.busy = true;
+        res.once('close', () => {
+          if (tracked) tracked.busy = false;
+        });
+        this.#respond(req, res).catch((err: unknown) => {
           o.log.error({ err }, 'HTTP endpoint failed to answer');
           res.destroy();
-        }),
+        });
+      },
     );
-    this.#server.maxConnections = MAX_CONNECTIONS;
+    this.#server.on('connection', (socket: net.Socket) => this.#admit(socket));
     // Node answers malformed requests itself (400, 408, 431) and closes them: nothing of theirs reaches #respond.
     this.#server.on('error', (err) => o.log.error({ err }, 'HTTP endpoint error'));
   }
@@ -88,6 +108,24 @@ export class HttpEndpoint {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();
     await closed;
+  }
+
+  /** Makes room for a new connection by evicting an idle one; refuses it only when every connection is busy. */
+  #admit(socket: net.Socket): void {
+    const address = socket.remoteAddress ?? '';
+    const own = [...this.#connections].filter(([, t]) => t.address === address);
+    const crowd = own.length >= MAX_CONNECTIONS_PER_ADDRESS ? own : this.#connections.size >= MAX_CONNECTIONS ? [...this.#connections] : [];
+    if (crowd.length > 0) {
+      const idle = crowd.find(([, t]) => !t.busy);
+      if (!idle) {
+        socket.destroy();
+        return;
+      }
+      idle[0].destroy();
+      this.#connections.delete(idle[0]);
+    }
+    this.#connections.set(socket, { address, busy: false });
+    socket.once('close', () => this.#connections.delete(socket));
   }
 
   async #respond(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

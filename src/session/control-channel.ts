@@ -1,20 +1,24 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import { proxySignature, type ProxyVersion } from '../net/proxy-protocol.js';
-import { formatReply, type Reply } from '../protocol/replies.js';
+import { formatMiddleLine, formatReply, type Reply, type StreamedReply } from '../protocol/replies.js';
 import { stripTelnet } from '../protocol/parse-command.js';
 
 export interface ControlChannelEvents {
-  onLine(line: string): void;
+  /** One command line: its bytes without the line end, Telnet sequences removed. */
+  onLine(line: Buffer): void;
   /** A line exceeded the limit; its bytes up to the next CRLF are discarded. */
   onOverlong(): void;
   onClose(): void;
   /** The connection began with a PROXY header though its peer is no trusted proxy; nothing of it is read. */
   onProxyHeader(version: ProxyVersion): void;
+  /** The client left more than maxBufferedReplyBytes of replies unread. */
+  onReplyOverflow(): void;
 }
 
 export interface ControlChannelOptions {
   readonly maxLineBytes: number;
+  readonly maxBufferedReplyBytes: number;
   /**
    * Watch the first bytes for a PROXY protocol signature (a direct connection while PROXY_PROTOCOL is on).
    * Bytes are held back only while they could still begin one (at most 12), so commands are not delayed.
@@ -23,6 +27,8 @@ export interface ControlChannelOptions {
 }
 
 const CRLF_LF = 0x0a;
+/** Bytes of a streamed reply written before waiting for the client to read them. */
+const STREAM_CHUNK = 16 * 1024;
 
 /**
  * The control connection: a bounded line reader, the reply writer and the TLS upgrade. It knows
@@ -37,6 +43,7 @@ export class ControlChannel {
   /** The first bytes, while they could still be a PROXY signature; undefined once decided. */
   private opening: Buffer | undefined;
   private readonly maxLineBytes: number;
+  private readonly maxBufferedReplyBytes: number;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
 
   constructor(
@@ -46,6 +53,7 @@ export class ControlChannel {
   ) {
     this.socket = raw;
     this.maxLineBytes = options.maxLineBytes;
+    this.maxBufferedReplyBytes = options.maxBufferedReplyBytes;
     if (options.refuseProxyHeader) this.opening = Buffer.alloc(0);
     raw.setNoDelay(true);
     raw.on('error', () => undefined);
@@ -67,7 +75,28 @@ export class ControlChannel {
   }
 
   send(r: Reply): void {
-    if (!this.closed && this.socket.writable) this.socket.write(formatReply(r));
+    this.sendText(formatReply(r));
+  }
+
+  /** Raw reply text; beyond maxBufferedReplyBytes unread the client is reported, not buffered for. */
+  sendText(text: string): void {
+    if (this.closed || !this.socket.writable) return;
+    this.socket.write(text);
+    if (this.socket.writableLength > this.maxBufferedReplyBytes) this.events.onReplyOverflow();
+  }
+
+  /** A multi-line reply whose lines are produced as the client reads them; rejects when producing them fails. */
+  async sendStreamed(r: StreamedReply): Promise<void> {
+    let pending = `${r.code}-${r.first}\r\n`;
+    for await (const line of r.lines) {
+      pending += `${formatMiddleLine(line)}\r\n`;
+      if (pending.length < STREAM_CHUNK) continue;
+      this.sendText(pending);
+      pending = '';
+      await this.drained();
+      if (this.closed) return;
+    }
+    this.sendText(`${pending}${r.code} ${r.last}\r\n`);
   }
 
   /** Stops reading (backpressure while commands queue up). */
@@ -180,9 +209,8 @@ export class ControlChannel {
   }
 }
 
-function decodeLine(line: Buffer): string {
-  const clean = stripTelnet(line[line.length - 1] === 0x0d ? line.subarray(0, -1) : line);
-  return clean.toString('utf8');
+function decodeLine(line: Buffer): Buffer {
+  return stripTelnet(line[line.length - 1] === 0x0d ? line.subarray(0, -1) : line);
 }
 
 function handshake(socket: tls.TLSSocket, timeoutMs: number): Promise<void> {

@@ -13,11 +13,12 @@ import { normalizeAddress } from '../net/peer-address.js';
 import type { PortPool } from '../data/port-pool.js';
 import type { DataTlsPolicy } from '../data/tls-wrap.js';
 import type { Origin, ProxyPolicy, ProxyVersion } from '../net/proxy-protocol.js';
+import type { LogThrottle } from '../observability/log-throttle.js';
 import type { Logger } from '../observability/logger.js';
 import { handshakeFailureReason, type Metrics } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
 import { parseCommand, type CommandLine } from '../protocol/parse-command.js';
-import { Code, reply, type Reply } from '../protocol/replies.js';
+import { Code, isStreamed, reply, type AnyReply, type Reply } from '../protocol/replies.js';
 import type { StorageBackend } from '../storage/storage.js';
 import { ROOT } from '../storage/virtual-path.js';
 import { ClientCertificateRefused, clientAuthOptions, verifyClientCertificate } from '../tls/client-certificates.js';
@@ -27,8 +28,14 @@ import { ControlChannel } from './control-channel.js';
 export const MAX_LINE_BYTES = 4096;
 /** Over-long lines tolerated before the session is closed as abusive. */
 const MAX_OVERLONG_LINES = 3;
-/** Commands a client may pipeline before we stop reading from it. */
+/** Commands a client may pipeline (both lanes together) before we stop reading from it. */
 const MAX_QUEUED_COMMANDS = 32;
+/**
+ * Reply bytes a client may leave unread before its session is closed. Commands wait for the client to read
+ * the previous reply and long replies are written as the client reads them, so only a client that stopped
+ * reading altogether gets here.
+ */
+export const MAX_BUFFERED_REPLY_BYTES = 256 * 1024;
 /**
  * How long after its greeting a connection may stay without a successful login: IDLE_TIMEOUT_SECONDS if shorter
  * (the TLS handshake of implicit mode before it has TLS_HANDSHAKE_TIMEOUT_SECONDS of its own). The idle timer
@@ -52,6 +59,8 @@ export interface SessionDeps {
   readonly tls: TlsContextFactory;
   readonly logins: LoginFailures;
   readonly ports: PortPool;
+  /** Warnings a client can repeat at will (foreign data connections, refused PASV), one per address per minute. */
+  readonly throttledLog: LogThrottle;
   /** Who the client is: the socket's peer, or the client a trusted proxy's PROXY header named. */
   readonly origin: Origin;
   /** PROXY_PROTOCOL is on: passive data connections from trusted proxies carry headers too. */
@@ -93,8 +102,10 @@ export class Session implements CommandContext {
   private readonly channel: ControlChannel;
   private readonly queue: CommandLine[] = [];
   private busy = false;
-  /** Commands running beside a transfer (ABOR, STAT). */
-  private readonly outOfBand = new Set<Promise<void>>();
+  /** Commands that run beside a transfer (ABOR, STAT), one at a time, in their own lane. */
+  private readonly outOfBand: CommandLine[] = [];
+  private outOfBandRunning: Promise<void> | undefined;
+  private readingPaused = false;
   private overlongLines = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private loginTimer: NodeJS.Timeout | undefined;
@@ -121,11 +132,13 @@ export class Session implements CommandContext {
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     // In implicit mode the server checked the first bytes before TLS (src/server/ftp-server.ts).
     const refuseProxyHeader = deps.proxy !== undefined && deps.origin.via === undefined && !deps.config.ftps.implicit;
-    this.channel = new ControlChannel(socket, { maxLineBytes: MAX_LINE_BYTES, refuseProxyHeader }, {
+    const limits = { maxLineBytes: MAX_LINE_BYTES, maxBufferedReplyBytes: MAX_BUFFERED_REPLY_BYTES, refuseProxyHeader };
+    this.channel = new ControlChannel(socket, limits, {
       onLine: (line) => this.onLine(line),
       onOverlong: () => this.onOverlong(),
       onClose: () => this.onClose(),
       onProxyHeader: (version) => this.onUntrustedProxyHeader(version),
+      onReplyOverflow: () => this.onReplyOverflow(),
     });
   }
 
@@ -142,7 +155,12 @@ export class Session implements CommandContext {
     return this.channel.secure;
   }
 
-  async start(): Promise<void> {
+  /** Greets the client (after the TLS handshake in implicit mode) and starts reading commands. */
+  start(): void {
+    this.guard(this.greet());
+  }
+
+  private async greet(): Promise<void> {
     if (this.config.ftps.implicit) {
       if (!(await this.secureControl('implicit TLS handshake failed'))) return;
     } else {
@@ -173,18 +191,41 @@ export class Session implements CommandContext {
 
   // --- the command loop ---
 
-  private onLine(line: string): void {
+  /**
+   * The session's fault boundary: an unexpected error anywhere in its loop ends this session with 421 and one
+   * log line, never the process and the other clients' sessions.
+   */
+  private guard(work: Promise<void>): void {
+    work.catch((err: unknown) => this.fault(err));
+  }
+
+  private fault(err: unknown): void {
+    if (this.ended) return;
+    this.log.error({ err }, 'session failed unexpectedly, closing it');
+    this.transfer?.controller.abort();
+    this.channel.send(reply(Code.ServiceNotAvailable, 'Internal error, closing control connection'));
+    this.channel.close();
+  }
+
+  private onLine(line: Buffer): void {
     this.armIdleTimer();
     const command = parseCommand(line);
     if (!command) return;
-    if (this.transfer && this.deps.commands.lookup(command.verb)?.duringTransfer) {
-      const running = this.execute(command).finally(() => this.outOfBand.delete(running));
-      this.outOfBand.add(running);
-      return;
+    const outOfBand = this.transfer !== undefined && this.deps.commands.lookup(command.verb)?.duringTransfer === true;
+    (outOfBand ? this.outOfBand : this.queue).push(command);
+    if (this.queue.length + this.outOfBand.length >= MAX_QUEUED_COMMANDS) {
+      this.readingPaused = true;
+      this.channel.pause();
     }
-    this.queue.push(command);
-    if (this.queue.length >= MAX_QUEUED_COMMANDS) this.channel.pause();
-    void this.pump();
+    this.guard(outOfBand ? this.pumpOutOfBand() : this.pump());
+  }
+
+  /** Reads again once a lane has room. */
+  private resumeIfRoom(): void {
+    if (this.readingPaused && !this.ended && this.queue.length + this.outOfBand.length < MAX_QUEUED_COMMANDS) {
+      this.readingPaused = false;
+      this.channel.resume();
+    }
   }
 
   private async pump(): Promise<void> {
@@ -192,31 +233,49 @@ export class Session implements CommandContext {
     this.busy = true;
     try {
       for (let next = this.queue.shift(); next && !this.ended; next = this.queue.shift()) {
+        this.resumeIfRoom();
         // A client that sends commands but never reads the replies must not pile them up in our memory.
         await this.channel.drained();
         // An ABOR answered out of band must have replied before the next queued command (e.g. QUIT) runs.
-        await Promise.all(this.outOfBand);
+        await this.outOfBandRunning;
         if (this.ended) break;
         await this.execute(next);
       }
     } finally {
       this.busy = false;
-      if (!this.ended) this.channel.resume();
     }
+  }
+
+  /** The out-of-band lane: one command at a time, each after the client has read the previous reply. */
+  private pumpOutOfBand(): Promise<void> {
+    this.outOfBandRunning ??= (async () => {
+      try {
+        for (let next = this.outOfBand.shift(); next && !this.ended; next = this.outOfBand.shift()) {
+          this.resumeIfRoom();
+          await this.channel.drained();
+          if (this.ended) break;
+          await this.execute(next);
+        }
+      } finally {
+        this.outOfBandRunning = undefined;
+      }
+    })();
+    return this.outOfBandRunning;
   }
 
   private async execute(command: CommandLine): Promise<void> {
     const { verb, arg } = command;
     this.log.debug({ verb, argument: verb === 'PASS' ? undefined : arg }, 'command');
+    if (!this.applyAccountChanges()) return;
     const transferBefore = this.transfer;
-    let result: Reply;
+    let result: AnyReply;
     let close = false;
     try {
-      result = await this.dispatch(verb, arg);
+      result = await this.dispatch(command);
     } catch (err) {
       ({ reply: result, close } = errorToReply(err, this.log));
     }
-    if (!this.ended) this.channel.send(result);
+    await this.send(result);
     const started = this.transfer;
     if (started && started !== transferBefore) {
       this.transfer = undefined;
@@ -227,7 +286,45 @@ export class Session implements CommandContext {
     await this.runAfterReply();
   }
 
-  private async dispatch(verb: string, arg: string | undefined): Promise<Reply> {
+  /** Writes a reply; a streamed one as fast as the client reads it, released however that ends. */
+  private async send(r: AnyReply): Promise<void> {
+    if (!isStreamed(r)) {
+      if (!this.ended) this.channel.send(r);
+      return;
+    }
+    try {
+      if (!this.ended) await this.channel.sendStreamed(r);
+    } catch (err) {
+      // The first line is out: the reply can only be ended, and the failure logged.
+      this.log.warn({ err }, 'listing over the control connection failed midway');
+      this.channel.sendText(`${r.code} ${r.last}\r\n`);
+    } finally {
+      await r.release().catch((err: unknown) => this.log.warn({ err }, 'releasing a listing failed'));
+    }
+  }
+
+  /**
+   * A users-file reload applies at the next command: narrowed permissions at once, a removed (or moved) account
+   * ends the session. False when the session is closing.
+   */
+  private applyAccountChanges(): boolean {
+    const account = this.state.account;
+    if (!account?.current) return true;
+    const now = account.current();
+    if (now?.homeDir === account.homeDir) {
+      if (now !== account) {
+        this.state.account = now;
+        this.log.info({ writable: now.writable }, 'account changed by a users reload');
+      }
+      return true;
+    }
+    this.log.warn('account removed or changed by a users reload, closing');
+    this.channel.send(reply(Code.ServiceNotAvailable, 'Your account was changed, closing control connection'));
+    this.channel.close();
+    return false;
+  }
+
+  private async dispatch({ verb, arg, rawArg }: CommandLine): Promise<AnyReply> {
     const spec = this.deps.commands.lookup(verb);
     if (!spec) return reply(Code.NotImplemented, 'Command not implemented');
     if (spec.access === 'authenticated' && !this.state.account) {
@@ -236,7 +333,7 @@ export class Session implements CommandContext {
     if (spec.arg === 'required' && arg === undefined) {
       return reply(Code.ArgumentSyntaxError, `${verb} needs an argument`);
     }
-    return spec.handle(this, spec.arg === 'none' ? undefined : arg);
+    return spec.arg === 'none' ? spec.handle(this, undefined, undefined) : spec.handle(this, arg, rawArg);
   }
 
   private async runAfterReply(): Promise<void> {
@@ -301,6 +398,12 @@ export class Session implements CommandContext {
     this.channel.send(reply(Code.SyntaxError, `Command line too long (limit ${MAX_LINE_BYTES} bytes)`));
   }
 
+  private onReplyOverflow(): void {
+    this.log.warn({ limit: MAX_BUFFERED_REPLY_BYTES }, 'client does not read its replies, closing');
+    this.transfer?.controller.abort();
+    this.channel.destroy();
+  }
+
   private onUntrustedProxyHeader(version: ProxyVersion): void {
     this.log.warn({ version }, 'PROXY header from an address outside PROXY_TRUSTED_CIDRS, closing');
     this.channel.destroy();
@@ -346,7 +449,7 @@ export class Session implements CommandContext {
     return this.storageBackend;
   }
 
-  async authenticate(user: string, password: string): Promise<AuthResult> {
+  async authenticate(user: string, password: Buffer): Promise<AuthResult> {
     const { logins } = this.deps;
     const address = this.peer.address;
     // A banned address gets no more guesses, not even on connections it opened before the ban.
@@ -396,6 +499,10 @@ export class Session implements CommandContext {
     return true;
   }
 
+  get transferInProgress(): boolean {
+    return this.transfer !== undefined;
+  }
+
   statusLines(): readonly string[] {
     const a = this.state.account;
     return [
@@ -413,12 +520,20 @@ export class Session implements CommandContext {
       this.replacePending(undefined);
       const channel = await openPassive({
         pool: this.deps.ports,
+        holder: this.peer.address,
         bindAddress: this.local.address,
         allowedPeer: this.config.data.pasvPromiscuous ? undefined : this.peer.address,
         proxy: this.deps.proxy,
         timeoutMs: this.config.data.timeoutSeconds * 1000,
         tlsPolicy: () => this.dataTlsPolicy(),
         log: this.log,
+        foreignConnection: (from, port, via) =>
+          this.deps.throttledLog.warn(`foreign:${from}`, this.log, { from, ...(via && { via }), port }, 'refused data connection from a foreign address'),
+        refused: (reason) => {
+          this.metrics.passiveRefused(reason);
+          const key = reason === 'exhausted' ? 'pasv:exhausted' : `pasv:${this.peer.address}`;
+          this.deps.throttledLog.warn(key, this.log, { reason }, 'no passive port for a client');
+        },
       });
       this.replacePending(channel);
       return { address: this.deps.pasvAddresses.addressFor(this.peer.address) ?? this.local.address, port: channel.port };

@@ -1,63 +1,54 @@
 import { randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { constants, type Dir, type Stats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
 import { addAbortSignal, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { entryPath, isErrno, lstatOrUndefined, Walk, type DirRef } from './confined-tree.js';
 import {
   mapFsError,
   StorageError,
+  type DirectoryListing,
   type FileReader,
   type FileStat,
   type StorageBackend,
   type UploadTarget,
 } from './storage.js';
-import { baseName, joinVirtual, ROOT, type VirtualPath } from './virtual-path.js';
+import { baseName, componentsOf, isClientName, joinVirtual, ROOT, type VirtualPath } from './virtual-path.js';
 
 const STREAM_BUFFER = 256 * 1024;
 /** The hidden file a `replace` upload writes before its rename; listings hide it, temp-sweeper.ts removes dead ones. */
 export const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
 const MAX_UNIQUE_TRIES = 1000;
-// Every path we open is already a realpath, so O_NOFOLLOW only bites if someone swapped in a symlink since,
-// and O_NONBLOCK keeps a FIFO in the tree from blocking a libuv thread before we can refuse it.
+/** Directory entries read, then stat-ed together, per step of a listing. */
+const LIST_BATCH = 64;
+/** stat() calls of one listing in flight at once: enough to keep the disk busy, few enough to leave the thread pool to others. */
+const LIST_STAT_CONCURRENCY = 8;
+// O_NOFOLLOW: every open names one entry in a directory handle and must not follow it (confined-tree.ts);
+// O_NONBLOCK keeps a FIFO in the tree from blocking a libuv thread before we can refuse it.
 const OPEN_SAFE = constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
-/** path.relative, not a string prefix: `/data/alice2` is not inside `/data/alice`. */
-function isInside(root: string, real: string): boolean {
-  const rel = path.relative(root, real);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
-}
-
-function contained(root: string, real: string): string {
-  if (!isInside(root, real)) throw new StorageError('outside-root');
-  return real;
+function toStorageError(err: unknown): StorageError {
+  // O_NOFOLLOW met a symlink that the walk was not allowed to follow (or one swapped in since): never through it.
+  if (isErrno(err, 'ELOOP')) return new StorageError('outside-root', undefined, { cause: err });
+  return mapFsError(err);
 }
 
 async function withMappedErrors<T>(op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {
-    throw mapFsError(err);
+    throw toStorageError(err);
   }
 }
-
-const isErrno = (err: unknown, code: string): boolean => (err as NodeJS.ErrnoException | null)?.code === code;
 
 function toFileStat(name: string, st: Stats): FileStat {
   const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
   return { name, type, size: st.size, mtime: st.mtime, mode: st.mode & 0o7777 };
 }
 
-/** A listed link shows its target only when the target exists inside the root; otherwise the link itself. */
-async function statListed(root: string, full: string, isLink: boolean): Promise<Stats> {
-  if (!isLink) return fs.stat(full);
-  const target = await fs.realpath(full).catch(() => undefined);
-  return target !== undefined && isInside(root, target) ? fs.stat(target) : fs.lstat(full);
-}
-
 /** Opens a regular file and nothing else: a directory or device behind a client path is refused. */
-async function openRegularFile(real: string, flags: number, mode?: number): Promise<FileHandle> {
-  const handle = await fs.open(real, flags | OPEN_SAFE, mode);
+async function openRegularFile(at: string, flags: number, mode?: number): Promise<FileHandle> {
+  const handle = await fs.open(at, flags | OPEN_SAFE, mode);
   try {
     const st = await handle.stat();
     if (st.isDirectory()) throw new StorageError('is-a-directory');
@@ -99,14 +90,22 @@ class LocalFileReader implements FileReader {
   }
 }
 
-/** Writes go to a hidden temporary file that replaces the target in one rename, so a failed upload leaves the old file intact. */
+/**
+ * Writes go to a hidden temporary file that replaces the target in one rename, so a failed upload leaves the old
+ * file intact. The walk holds the target's directory open until the upload is settled: the rename acts on that
+ * directory, wherever it has been moved meanwhile.
+ */
 class ReplaceUpload implements UploadTarget {
   #settled = false;
 
   constructor(
     readonly stream: Writable,
-    private readonly tempPath: string,
-    private readonly targetPath: string,
+    private readonly walk: Walk,
+    private readonly dir: DirRef,
+    private readonly tempName: string,
+    private readonly targetName: string,
+    /** STOU's placeholder (its inode), removed on abort if it is still ours and empty. */
+    private readonly placeholder?: number,
   ) {}
 
   async commit(): Promise<void> {
@@ -114,19 +113,33 @@ class ReplaceUpload implements UploadTarget {
     this.#settled = true;
     try {
       await closeStream(this.stream);
-      await fs.rename(this.tempPath, this.targetPath);
+      await fs.rename(entryPath(this.dir, this.tempName), entryPath(this.dir, this.targetName));
     } catch (err) {
       await discardStream(this.stream);
-      await fs.rm(this.tempPath, { force: true });
+      await fs.rm(entryPath(this.dir, this.tempName), { force: true });
       throw mapFsError(err);
+    } finally {
+      await this.walk.close();
     }
   }
 
   async abort(): Promise<void> {
     if (this.#settled) return;
     this.#settled = true;
-    await discardStream(this.stream);
-    await withMappedErrors(() => fs.rm(this.tempPath, { force: true }));
+    try {
+      await discardStream(this.stream);
+      await withMappedErrors(() => fs.rm(entryPath(this.dir, this.tempName), { force: true }));
+      if (this.placeholder !== undefined) await this.#freePlaceholder(this.placeholder);
+    } finally {
+      await this.walk.close();
+    }
+  }
+
+  /** Only our own still-empty placeholder: someone may have stored a file under the name since. */
+  async #freePlaceholder(ino: number): Promise<void> {
+    const at = entryPath(this.dir, this.targetName);
+    const now = await lstatOrUndefined(at);
+    if (now?.ino === ino && now.size === 0) await fs.unlink(at).catch(() => undefined);
   }
 }
 
@@ -143,70 +156,120 @@ class InPlaceUpload implements UploadTarget {
   }
 }
 
+/** Entries in batches, each batch stat-ed with bounded concurrency; the walk and the directory stay open until close(). */
+class LocalListing implements DirectoryListing {
+  #closed = false;
+
+  constructor(
+    private readonly walk: Walk,
+    private readonly dir: DirRef,
+    private readonly entries: Dir,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncIterator<FileStat> {
+    try {
+      for (;;) {
+        const names: string[] = [];
+        for (let e = await this.entries.read(); e !== null; e = names.length < LIST_BATCH ? await this.entries.read() : null) {
+          if (isClientName(e.name)) names.push(e.name);
+          if (names.length === LIST_BATCH) break;
+        }
+        if (names.length === 0) return;
+        for (const st of await mapLimited(names, LIST_STAT_CONCURRENCY, (name) => this.#stat(name))) {
+          if (st) yield st;
+        }
+      }
+    } finally {
+      await this.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.entries.close().catch(() => undefined);
+    await this.walk.close();
+  }
+
+  async #stat(name: string): Promise<FileStat | undefined> {
+    try {
+      return toFileStat(name, await this.walk.statEntry(this.dir, name));
+    } catch (err) {
+      // Deleted between readdir and stat: simply not there any more.
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw mapFsError(err);
+    }
+  }
+}
+
+/** `fn` over `items` with at most `limit` running at once; results in the order of `items`. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await fn(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+export interface LocalFsOptions {
+  /** FOLLOW_SYMLINKS: follow symlinks whose target stays inside the home; false refuses every symlink. */
+  readonly followSymlinks: boolean;
+}
+
 /**
- * A user's home directory on the local disk. Every client path is mapped to a real path with all
- * symlinks resolved and checked to lie inside the real root, so a symlink cannot lead a client out.
+ * A user's home directory on the local disk. Every operation walks from the home one directory handle at a
+ * time and acts on the last one (confined-tree.ts), so no check can be raced by a rename or a swapped symlink.
  */
 export class LocalFsStorage implements StorageBackend {
-  #realRoot: string | undefined;
+  #realRoot: Promise<string> | undefined;
 
-  constructor(private readonly rootDir: string) {}
+  constructor(
+    private readonly rootDir: string,
+    private readonly options: LocalFsOptions = { followSymlinks: true },
+  ) {}
 
   stat(p: VirtualPath): Promise<FileStat> {
-    return withMappedErrors(async () => {
-      const { real, exists } = await this.locate(p);
-      // A dangling symlink shows up in list(), so stat() reports it too, as the link itself.
-      return toFileStat(baseName(p) || '/', exists ? await fs.stat(real) : await fs.lstat(real));
+    return this.#within(async (walk) => {
+      if (p === ROOT) return toFileStat('/', await walk.directory([]).then((d) => d.handle.stat()));
+      const { dir, name } = await walk.entry(componentsOf(p), false);
+      return toFileStat(baseName(p), await walk.statEntry(dir, name));
     });
   }
 
-  list(p: VirtualPath): Promise<FileStat[]> {
-    return withMappedErrors(async () => {
-      const [root, dir] = await Promise.all([this.realRoot(), this.existing(p)]);
-      const entries = await fs.readdir(dir, { withFileTypes: true });
-      const stats = await Promise.all(
-        entries
-          .filter((e) => !TEMP_NAME.test(e.name))
-          .map(async (e) => {
-            try {
-              return toFileStat(e.name, await statListed(root, path.join(dir, e.name), e.isSymbolicLink()));
-            } catch (err) {
-              // Deleted between readdir and stat: simply not there any more.
-              if (isErrno(err, 'ENOENT')) return undefined;
-              throw err;
-            }
-          }),
-      );
-      return stats.filter((s) => s !== undefined);
-    });
+  async list(p: VirtualPath): Promise<DirectoryListing> {
+    const walk = await withMappedErrors(() => this.#begin());
+    try {
+      const dir = await walk.directory(componentsOf(p));
+      const entries = await fs.opendir(entryPath(dir), { bufferSize: LIST_BATCH });
+      return new LocalListing(walk, dir, entries);
+    } catch (err) {
+      await walk.close();
+      throw toStorageError(err);
+    }
   }
 
   openRead(p: VirtualPath): Promise<FileReader> {
-    return withMappedErrors(
-      async () => new LocalFileReader(await openRegularFile(await this.existing(p), constants.O_RDONLY)),
-    );
+    return this.#within(async (walk) => {
+      const { dir, name } = await walk.entry(componentsOf(p), true);
+      return new LocalFileReader(await openRegularFile(entryPath(dir, name), constants.O_RDONLY));
+    });
   }
 
-  openWrite(
+  async openWrite(
     p: VirtualPath,
     o: { mode: 'replace' | 'append' | 'resume'; start?: number; signal?: AbortSignal },
   ): Promise<UploadTarget> {
-    return withMappedErrors(async () => {
-      const { real, exists } = await this.locate(p);
-      if (o.mode === 'replace') {
-        // The replacement keeps the old file's permissions (as far as the umask allows), not the default ones.
-        const previous = exists ? await fs.stat(real) : undefined;
-        if (previous?.isDirectory()) throw new StorageError('is-a-directory');
-        const tempPath = path.join(path.dirname(real), `.ftps-upload-${randomBytes(8).toString('hex')}.tmp`);
-        const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
-        const handle = await openRegularFile(tempPath, flags, previous ? previous.mode & 0o777 : 0o666);
-        return new ReplaceUpload(createWriteStream(handle, undefined, o.signal), tempPath, real);
-      }
-      // O_EXCL when creating: if a dangling symlink sits at the name, we must not create its target.
+    if (o.mode === 'replace') return this.#openReplace(p, o.signal);
+    return this.#within(async (walk) => {
+      const { dir, name } = await walk.entry(componentsOf(p), true);
+      const exists = (await lstatOrUndefined(entryPath(dir, name))) !== undefined;
+      // O_EXCL when creating: whatever appears at the name meanwhile is not written through.
       const flags =
         (o.mode === 'append' ? constants.O_WRONLY | constants.O_APPEND : constants.O_RDWR) |
         (exists ? 0 : constants.O_CREAT | constants.O_EXCL);
-      const handle = await openRegularFile(real, flags);
+      const handle = await openRegularFile(entryPath(dir, name), flags);
       if (o.mode === 'append') return new InPlaceUpload(createWriteStream(handle, undefined, o.signal));
       const start = o.start ?? 0;
       // Drop any old tail so the result is exactly the first `start` bytes plus what the client sends.
@@ -219,53 +282,72 @@ export class LocalFsStorage implements StorageBackend {
   }
 
   mkdir(p: VirtualPath): Promise<void> {
-    return withMappedErrors(async () => {
-      await fs.mkdir(await this.entry(p));
+    return this.#within(async (walk) => {
+      const { dir, name } = await walk.entry(componentsOf(p), false);
+      await fs.mkdir(entryPath(dir, name));
     });
   }
 
   remove(p: VirtualPath, kind: 'file' | 'dir'): Promise<void> {
-    return withMappedErrors(async () => {
-      // entry() does not follow a final symlink: removing a link removes the link, never its target.
-      const real = await this.entry(p);
-      await (kind === 'dir' ? fs.rmdir(real) : fs.unlink(real));
+    // The last component is not followed: removing a link removes the link, never its target.
+    return this.#within(async (walk) => {
+      const { dir, name } = await walk.entry(componentsOf(p), false);
+      await (kind === 'dir' ? fs.rmdir(entryPath(dir, name)) : fs.unlink(entryPath(dir, name)));
     });
   }
 
   rename(from: VirtualPath, to: VirtualPath): Promise<void> {
-    return withMappedErrors(async () => {
-      const [realFrom, realTo] = await Promise.all([this.entry(from), this.entry(to)]);
+    return this.#within(async (walk) => {
+      const source = await walk.entry(componentsOf(from), false);
+      const target = await walk.entry(componentsOf(to), false);
       // POSIX rename silently replaces an empty directory; a client never means that.
-      const target = await fs.lstat(realTo).catch((err: unknown) => {
-        if (isErrno(err, 'ENOENT')) return undefined;
-        throw err;
-      });
-      if (target?.isDirectory()) throw new StorageError('exists');
-      await fs.rename(realFrom, realTo);
+      if ((await lstatOrUndefined(entryPath(target.dir, target.name)))?.isDirectory()) throw new StorageError('exists');
+      await fs.rename(entryPath(source.dir, source.name), entryPath(target.dir, target.name));
     });
   }
 
   setModifiedTime(p: VirtualPath, time: Date): Promise<void> {
-    return withMappedErrors(async () => {
-      const real = await this.existing(p);
-      const { atime } = await fs.stat(real);
-      await fs.utimes(real, atime, time);
+    return this.#within(async (walk) => {
+      const handle =
+        p === ROOT
+          ? (await walk.directory([])).handle
+          : await fs.open(entryPathOf(await walk.entry(componentsOf(p), true)), constants.O_RDONLY | OPEN_SAFE);
+      try {
+        const { atime } = await handle.stat();
+        await handle.utimes(atime, time);
+      } finally {
+        if (p !== ROOT) await handle.close();
+      }
     });
   }
 
-  uniqueName(dir: VirtualPath, hint: string): Promise<VirtualPath> {
-    return withMappedErrors(async () => {
-      const realDir = await this.existing(dir);
+  openUnique(
+    dir: VirtualPath,
+    hint: string,
+    o: { signal?: AbortSignal },
+  ): Promise<{ path: VirtualPath; target: UploadTarget }> {
+    return this.#within(async (walk) => {
+      const parent = await walk.directory(componentsOf(dir));
       // report.txt, report.1.txt, report.2.txt, … keeps the extension the client's file type depends on.
       const dot = hint.lastIndexOf('.');
       const [stem, ext] = dot > 0 ? [hint.slice(0, dot), hint.slice(dot)] : [hint, ''];
       for (let n = 0; n < MAX_UNIQUE_TRIES; n++) {
-        const name = n === 0 ? hint : `${stem}.${n}${ext}`;
-        const candidate = joinVirtual(dir, name);
+        const candidate = joinVirtual(dir, n === 0 ? hint : `${stem}.${n}${ext}`);
+        const name = baseName(candidate);
+        let placeholder: FileHandle;
         try {
-          await fs.lstat(path.join(realDir, name));
+          // O_EXCL makes the reservation atomic, also against other replicas on the same volume.
+          placeholder = await fs.open(entryPath(parent, name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | OPEN_SAFE, 0o666);
         } catch (err) {
-          if (isErrno(err, 'ENOENT')) return candidate;
+          if (isErrno(err, 'EEXIST')) continue;
+          throw err;
+        }
+        const { ino } = await placeholder.stat();
+        await placeholder.close();
+        try {
+          return { path: candidate, target: await this.#openReplace(candidate, o.signal, ino) };
+        } catch (err) {
+          await fs.unlink(entryPath(parent, name)).catch(() => undefined);
           throw err;
         }
       }
@@ -273,36 +355,41 @@ export class LocalFsStorage implements StorageBackend {
     });
   }
 
-  private async realRoot(): Promise<string> {
-    return (this.#realRoot ??= await fs.realpath(this.rootDir));
-  }
-
-  /**
-   * The real path `p` refers to, every symlink resolved. When nothing exists there yet, the would-be path:
-   * the resolved parent plus the last name (which may be a dangling symlink; `exists` is false then too).
-   */
-  private async locate(p: VirtualPath): Promise<{ real: string; exists: boolean }> {
-    const root = await this.realRoot();
+  /** A temporary file next to the target, renamed over it on commit; the walk stays open with the upload. */
+  async #openReplace(p: VirtualPath, signal: AbortSignal | undefined, placeholder?: number): Promise<UploadTarget> {
+    const walk = await withMappedErrors(() => this.#begin());
     try {
-      return { real: contained(root, await fs.realpath(path.join(root, p))), exists: true };
+      const { dir, name } = await walk.entry(componentsOf(p), true);
+      // The replacement keeps the old file's permissions (as far as the umask allows), not the default ones.
+      const previous = await lstatOrUndefined(entryPath(dir, name));
+      if (previous?.isDirectory()) throw new StorageError('is-a-directory');
+      const tempName = `.ftps-upload-${randomBytes(8).toString('hex')}.tmp`;
+      const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+      const handle = await openRegularFile(entryPath(dir, tempName), flags, previous?.isFile() ? previous.mode & 0o777 : 0o666);
+      return new ReplaceUpload(createWriteStream(handle, undefined, signal), walk, dir, tempName, name, placeholder);
     } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err;
+      await walk.close();
+      throw toStorageError(err);
     }
-    return { real: await this.entry(p), exists: false };
   }
 
-  /** Like locate(), for operations that need the thing to exist. */
-  private async existing(p: VirtualPath): Promise<string> {
-    const { real, exists } = await this.locate(p);
-    if (!exists) throw new StorageError('not-found');
-    return real;
+  /** One operation: a walk from the home, closed whatever happens; errors mapped to StorageErrors. */
+  #within<T>(op: (walk: Walk) => Promise<T>): Promise<T> {
+    return withMappedErrors(async () => {
+      const walk = await this.#begin();
+      try {
+        return await op(walk);
+      } finally {
+        await walk.close();
+      }
+    });
   }
 
-  /** The directory entry `p` names, its parent resolved and checked; the last component is not followed. */
-  private async entry(p: VirtualPath): Promise<string> {
-    if (p === ROOT) throw new StorageError('permission');
-    const root = await this.realRoot();
-    const candidate = path.join(root, p);
-    return path.join(contained(root, await fs.realpath(path.dirname(candidate))), path.basename(candidate));
+  #begin(): Promise<Walk> {
+    // Only absolute symlink targets need it: computed once, when the first one is met.
+    const realRoot = () => (this.#realRoot ??= fs.realpath(this.rootDir));
+    return Walk.begin(this.rootDir, realRoot, this.options.followSymlinks);
   }
 }
+
+const entryPathOf = ({ dir, name }: { dir: DirRef; name: string }): string => entryPath(dir, name);

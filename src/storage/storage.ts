@@ -80,8 +80,11 @@ export function mapFsError(err: unknown): StorageError {
  */
 export interface StorageBackend {
   stat(p: VirtualPath): Promise<FileStat>;
-  /** Entries of a directory, excluding our temporary upload files. */
-  list(p: VirtualPath): Promise<FileStat[]>;
+  /**
+   * Opens a directory for listing (errors such as not-found come here, before any entry); the entries then
+   * stream in batches, unsorted, leaving out what no client could name (reserved names, CR/LF in names).
+   */
+  list(p: VirtualPath): Promise<DirectoryListing>;
   /** Opens a regular file for reading; the caller must close() the reader, whichever way the transfer ends. */
   openRead(p: VirtualPath): Promise<FileReader>;
   openWrite(
@@ -92,8 +95,16 @@ export interface StorageBackend {
   remove(p: VirtualPath, kind: 'file' | 'dir'): Promise<void>;
   rename(from: VirtualPath, to: VirtualPath): Promise<void>;
   setModifiedTime(p: VirtualPath, time: Date): Promise<void>;
-  /** For STOU: a name in `dir` that does not exist yet. */
-  uniqueName(dir: VirtualPath, hint: string): Promise<VirtualPath>;
+  /**
+   * For STOU: reserves a name in `dir` that did not exist (`hint`, else `stem.N.ext`) atomically, so that two
+   * concurrent uploads never get the same one, and opens an upload to it; abort() frees the name again.
+   */
+  openUnique(dir: VirtualPath, hint: string, o: { signal?: AbortSignal }): Promise<{ path: VirtualPath; target: UploadTarget }>;
+}
+
+/** A directory being listed: iterate it once; close() releases it (also when it was never iterated). */
+export interface DirectoryListing extends AsyncIterable<FileStat> {
+  close(): Promise<void>;
 }
 
 /**

@@ -20,9 +20,11 @@ async function login(srv: RunningServer, user: string, password: string): Promis
 }
 
 describe('FTP_ANONYMOUS', () => {
-  it('lets "anonymous" in with any password, read-only: listing and downloads work, every write is 550', async () => {
+  it('lets "anonymous" in with any password, read-only in FTP_ROOT/pub: listing and downloads work, every write is 550', async () => {
     await withServer({ FTP_ANONYMOUS: 'true' }, async (srv) => {
-      await writeFile(path.join(srv.root, 'readme.txt'), 'public');
+      const pub = path.join(srv.root, 'pub');
+      await writeFile(path.join(pub, 'readme.txt'), 'public');
+      await writeFile(path.join(srv.root, 'private.txt'), 'not for anonymous');
       const anon = await login(srv, 'anonymous', 'guest@example.com');
       expect((await anon.list()).map((f) => f.name)).toEqual(['readme.txt']);
       expect(await downloadText(anon, 'readme.txt')).toBe('public');
@@ -31,11 +33,11 @@ describe('FTP_ANONYMOUS', () => {
       await expect(anon.remove('readme.txt')).rejects.toMatchObject({ code: 550 });
       await expect(anon.send('MKD sub')).rejects.toMatchObject({ code: 550 });
       await expect(anon.send('RNFR readme.txt')).rejects.toMatchObject({ code: 550 });
-      expect(await readdir(srv.root)).toEqual(['readme.txt']);
+      expect(await readdir(pub)).toEqual(['readme.txt']);
 
-      // FTP_USER still logs in, with write access.
+      // FTP_USER (home FTP_ROOT) still logs in, with write access, and publishes into pub.
       const admin = await login(srv, TEST_USER, TEST_PASSWORD);
-      await admin.uploadFrom(Readable.from([Buffer.from('by admin')]), 'admin.txt');
+      await admin.uploadFrom(Readable.from([Buffer.from('by admin')]), 'pub/admin.txt');
       expect((await anon.list()).map((f) => f.name).sort()).toEqual(['admin.txt', 'readme.txt']);
     });
   });

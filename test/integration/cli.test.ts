@@ -154,7 +154,7 @@ describe('command line', () => {
     const parsed = parsePasswordHash(hash);
     if (!('hash' in parsed)) throw new Error(parsed.problem);
     // The newline ends the line; it is not part of the password.
-    expect(await verifyPassword(parsed.hash, 'pass phrase with spaces')).toBe(true);
+    expect(await verifyPassword(parsed.hash, Buffer.from('pass phrase with spaces'))).toBe(true);
 
     const env = await baseEnv();
     const usersFile = path.join(path.dirname(env.FTP_ROOT!), 'users');

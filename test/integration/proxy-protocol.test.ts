@@ -56,11 +56,13 @@ function untilClosed(port: number, send?: Buffer | Buffer[]): Promise<string> {
     const socket = net.connect({ port, host: '127.0.0.1' });
     let text = '';
     socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-    socket.once('connect', async () => {
-      for (const piece of Array.isArray(send) ? send : send ? [send] : []) {
-        socket.write(piece);
-        await sleep(20);
-      }
+    socket.once('connect', () => {
+      (async () => {
+        for (const piece of Array.isArray(send) ? send : send ? [send] : []) {
+          socket.write(piece);
+          await sleep(20);
+        }
+      })().catch(reject);
     });
     socket.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? undefined : reject(err)));
     socket.once('close', () => resolve(text));

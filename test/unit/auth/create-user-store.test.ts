@@ -57,7 +57,7 @@ describe('createUserStore', () => {
       ok: true,
       account: { name: 'admin', homeDir: root, writable: true },
     });
-    expect(await users.authenticate('bob', 'bob-pass', LOCAL)).toEqual({
+    expect(await users.authenticate('bob', 'bob-pass', LOCAL)).toMatchObject({
       ok: true,
       account: { name: 'bob', homeDir: path.join(root, 'bob'), writable: true },
     });
@@ -87,11 +87,20 @@ describe('createUserStore', () => {
     expect(problemsOf(err)).toEqual(['FTP_USER: "ftp" is an anonymous login name, and FTP_ANONYMOUS is true']);
   });
 
-  it('warns when anonymous users could read the users-file homes', async () => {
-    const { lines } = await create({ FTP_ANONYMOUS: 'true' }, FILE_USER);
-    const warning = expect.stringContaining('anonymous users can read every users-file home');
-    expect(lines).toContainEqual(expect.objectContaining({ level: 40, msg: warning }));
-    const separate = await create({ FTP_ANONYMOUS: 'true', FTP_ANONYMOUS_ROOT: 'DIR/pub' }, FILE_USER);
-    expect(separate.lines.filter((l) => l.level === 40)).toEqual([]);
+  it('gives anonymous FTP_ROOT/pub by default, apart from every home', async () => {
+    const { users, dir } = await create({ FTP_ANONYMOUS: 'true' }, FILE_USER);
+    expect(await users.authenticate('anonymous', 'x', LOCAL)).toMatchObject({ account: { homeDir: path.join(dir, 'root', 'pub') } });
+    expect((await stat(path.join(dir, 'root', 'pub'))).isDirectory()).toBe(true);
+  });
+
+  it('refuses to start when the anonymous root contains a home, naming both', async () => {
+    const admin = await create({ FTP_USER: 'admin', FTP_PASSWORD: 'pw', FTP_ANONYMOUS: 'true', FTP_ANONYMOUS_ROOT: 'DIR/root' }).catch(
+      (e: unknown) => e,
+    );
+    expect(problemsOf(admin)).toEqual([expect.stringMatching(/^FTP_ANONYMOUS_ROOT: .*\/root contains FTP_ROOT .* the home of FTP_USER "admin"/)]);
+    const fileUser = await create({ FTP_ANONYMOUS: 'true', FTP_ANONYMOUS_ROOT: 'DIR/root' }, FILE_USER).catch((e: unknown) => e);
+    expect(problemsOf(fileUser)).toEqual([
+      expect.stringMatching(/^FTP_USERS_FILE: line 1: home "bob" \(.*\/root\/bob\) is inside FTP_ANONYMOUS_ROOT/),
+    ]);
   });
 });

@@ -27,16 +27,16 @@ describe('bcrypt hashes', () => {
     // `htpasswd -nbB bob 'htpasswd secret'`, apache2-utils 2.4.71.
     ['$2y$ (htpasswd)', 'htpasswd secret', '$2y$05$clGbfFgP3w84.BxeAH0e8OPXBSqf/k8EEMe9xKMvd9VbYvVb8nkvS'],
   ])('%s: the right password verifies, a wrong one does not', async (_kind, password, hash) => {
-    expect(await verifyPassword(parsed(hash), password)).toBe(true);
-    expect(await verifyPassword(parsed(hash), `${password}x`)).toBe(false);
+    expect(await verifyPassword(parsed(hash), Buffer.from(password))).toBe(true);
+    expect(await verifyPassword(parsed(hash), Buffer.from(`${password}x`))).toBe(false);
   });
 
   it.skipIf(!htpasswd)('verifies what the installed htpasswd -B prints now', async () => {
     const { stdout } = await run('htpasswd', ['-nbB', 'carol', 'fresh from htpasswd']);
     const hash = stdout.trim().split(':')[1]!;
     expect(hash).toMatch(/^\$2y\$/);
-    expect(await verifyPassword(parsed(hash), 'fresh from htpasswd')).toBe(true);
-    expect(await verifyPassword(parsed(hash), 'fresh from htpasswd ')).toBe(false);
+    expect(await verifyPassword(parsed(hash), Buffer.from('fresh from htpasswd'))).toBe(true);
+    expect(await verifyPassword(parsed(hash), Buffer.from('fresh from htpasswd '))).toBe(false);
   });
 });
 
@@ -44,8 +44,8 @@ describe('scrypt hashes', () => {
   it('hashPassword prints the documented format and round-trips', async () => {
     const hash = await hashPassword('pässword with spaces');
     expect(hash).toMatch(/^\$scrypt\$ln=15,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/);
-    expect(await verifyPassword(parsed(hash), 'pässword with spaces')).toBe(true);
-    expect(await verifyPassword(parsed(hash), 'password with spaces')).toBe(false);
+    expect(await verifyPassword(parsed(hash), Buffer.from('pässword with spaces'))).toBe(true);
+    expect(await verifyPassword(parsed(hash), Buffer.from('password with spaces'))).toBe(false);
     // A fresh salt each time.
     expect(await hashPassword('pässword with spaces')).not.toBe(hash);
   });
@@ -54,8 +54,8 @@ describe('scrypt hashes', () => {
     const salt = randomBytes(12);
     const key = scryptSync('other tool', salt, 48, { N: 2 ** 10, r: 4, p: 2 });
     const hash = parsed(`$scrypt$ln=10,r=4,p=2$${b64(salt)}$${b64(key)}`);
-    expect(await verifyPassword(hash, 'other tool')).toBe(true);
-    expect(await verifyPassword(hash, 'other tool!')).toBe(false);
+    expect(await verifyPassword(hash, Buffer.from('other tool'))).toBe(true);
+    expect(await verifyPassword(hash, Buffer.from('other tool!'))).toBe(false);
   });
 });
 

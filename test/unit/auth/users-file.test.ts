@@ -49,7 +49,7 @@ describe('parseUsersFile: valid files', () => {
 
 describe('parseUsersFile: each bad line is reported with its number, and no hash', () => {
   it.each([
-    ['too few fields', `alice:${HASH}:alice`, /expected name:password-hash:home:permissions\[:allowed-cidrs\]/],
+    ['too few fields', `alice:${HASH}:alice`, /expected name:\[!\]password-hash:home:permissions\[:allowed-cidrs\]/],
     ['an empty name', `:${HASH}:x:rw`, /user name "" is empty/],
     ['a name with a space', `al ice:${HASH}:x:rw`, /user name "al ice" .*white space/],
     ['a name FTP_USER already has', `admin:${HASH}:x:rw`, /user "admin" is already defined by FTP_USER/],

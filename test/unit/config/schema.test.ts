@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
-import { envSchema, VARIABLE_NAMES } from '../../../src/config/schema.js';
+import { envSchema, INTERMEDIATE_TLS12_CIPHERS, VARIABLE_NAMES } from '../../../src/config/schema.js';
 
 const parse = (env: Record<string, string | undefined>): Config => envSchema.parse(env);
 
@@ -23,6 +23,7 @@ describe('envSchema', () => {
         pasvMinPort: 30000,
         pasvMaxPort: 30009,
         pasvPromiscuous: false,
+        pasvMaxPerIp: 2,
         activeMode: true,
         timeoutSeconds: 60,
       },
@@ -32,20 +33,20 @@ describe('envSchema', () => {
         pathsExplicit: false,
         keyPassphrase: undefined,
         minVersion: 'TLSv1.2',
-        ciphers: undefined,
+        ciphers: INTERMEDIATE_TLS12_CIPHERS,
         requireSessionReuse: true,
         clientCaPath: undefined,
         clientAuth: 'none',
         handshakeTimeoutSeconds: 10,
       },
-      storage: { root: '/data' },
+      storage: { root: '/data', followSymlinks: true },
       auth: {
         user: undefined,
         password: undefined,
         loginMaxAttempts: 3,
         usersFile: undefined,
         anonymous: false,
-        anonymousRoot: '/data',
+        anonymousRoot: '/data/pub',
         banThreshold: 10,
         banWindowSeconds: 600,
         banSeconds: 900,
@@ -83,6 +84,7 @@ describe('envSchema', () => {
     [{ PASV_ADDRESS: 'ftp.example.com' }, (c) => c.data.pasvAddress, 'ftp.example.com'],
     [{ PASV_MIN_PORT: '40000', PASV_MAX_PORT: '40100' }, (c) => [c.data.pasvMinPort, c.data.pasvMaxPort], [40000, 40100]],
     [{ PASV_PROMISCUOUS: 'True' }, (c) => c.data.pasvPromiscuous, true],
+    [{ PASV_MAX_PER_IP: '5' }, (c) => c.data.pasvMaxPerIp, 5],
     [{ ACTIVE_MODE: 'false' }, (c) => c.data.activeMode, false],
     [{ DATA_TIMEOUT_SECONDS: '15' }, (c) => c.data.timeoutSeconds, 15],
     [{ TLS_CERT_PATH: '/etc/ftps/cert.pem' }, (c) => [c.tls.certPath, c.tls.keyPath, c.tls.pathsExplicit], ['/etc/ftps/cert.pem', '/certs/tls.key', true]],
@@ -92,6 +94,7 @@ describe('envSchema', () => {
     [{ TLS_CIPHERS: 'ECDHE-RSA-AES128-GCM-SHA256' }, (c) => c.tls.ciphers, 'ECDHE-RSA-AES128-GCM-SHA256'],
     [{ TLS_REQUIRE_SESSION_REUSE: 'NO' }, (c) => c.tls.requireSessionReuse, false],
     [{ FTP_ROOT: '/srv/ftp' }, (c) => c.storage.root, '/srv/ftp'],
+    [{ FOLLOW_SYMLINKS: 'false' }, (c) => c.storage.followSymlinks, false],
     [{ FTP_USER: 'alice', FTP_PASSWORD: 'hunter2' }, (c) => [c.auth.user, c.auth.password], ['alice', 'hunter2']],
     [{ LOGIN_MAX_ATTEMPTS: '5' }, (c) => c.auth.loginMaxAttempts, 5],
     [{ FTP_USERS_FILE: '/run/secrets/users' }, (c) => c.auth.usersFile, '/run/secrets/users'],

@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { INVALID_VERB, parseCommand, stripTelnet } from '../../../src/protocol/parse-command.js';
+import { INVALID_VERB, parseCommand as parseBytes, stripTelnet } from '../../../src/protocol/parse-command.js';
+
+/** Verb and text argument of a line given as text. */
+function parseCommand(line: string): { verb: string; arg: string | undefined } | undefined {
+  const parsed = parseBytes(Buffer.from(line, 'utf8'));
+  return parsed && { verb: parsed.verb, arg: parsed.arg };
+}
 
 describe('parseCommand', () => {
   it.each<[string, string, { verb: string; arg: string | undefined } | undefined]>([
@@ -31,6 +37,15 @@ describe('parseCommand', () => {
     ['a NUL in the verb', 'NO\0P', { verb: INVALID_VERB, arg: undefined }],
   ])('%s: %j', (_label, line, expected) => {
     expect(parseCommand(line)).toEqual(expected);
+  });
+
+  it('keeps the argument\'s bytes as sent: invalid UTF-8 passwords stay distinct', () => {
+    const a = parseBytes(Buffer.from([0x50, 0x41, 0x53, 0x53, 0x20, 0xff, 0x61]));
+    const b = parseBytes(Buffer.from([0x50, 0x41, 0x53, 0x53, 0x20, 0xfe, 0x61]));
+    expect(a?.arg).toBe(b?.arg);
+    expect(a?.rawArg).toEqual(Buffer.from([0xff, 0x61]));
+    expect(b?.rawArg).toEqual(Buffer.from([0xfe, 0x61]));
+    expect(parseBytes(Buffer.from('NOOP'))?.rawArg).toBeUndefined();
   });
 
   it('INVALID_VERB can never be a real verb', () => {

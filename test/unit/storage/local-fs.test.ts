@@ -8,7 +8,7 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalFsStorage } from '../../../src/storage/local-fs.js';
-import type { FileReader, StorageErrorKind, UploadTarget } from '../../../src/storage/storage.js';
+import type { FileReader, FileStat, StorageBackend, StorageErrorKind, UploadTarget } from '../../../src/storage/storage.js';
 import { resolveVirtualPath, ROOT, type VirtualPath } from '../../../src/storage/virtual-path.js';
 
 let base: string;
@@ -41,6 +41,13 @@ async function readToEnd(reader: FileReader, start = 0): Promise<Buffer> {
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
+/** Every entry of a listing. */
+async function listAll(backend: StorageBackend, p: VirtualPath): Promise<FileStat[]> {
+  const entries: FileStat[] = [];
+  for await (const entry of await backend.list(p)) entries.push(entry);
+  return entries;
+}
+
 async function upload(target: UploadTarget, data: string | Buffer): Promise<void> {
   await pipeline(Readable.from([Buffer.from(data)]), target.stream);
   await target.commit();
@@ -50,6 +57,8 @@ async function upload(target: UploadTarget, data: string | Buffer): Promise<void
 function writeChunk(stream: Writable, data: string): Promise<void> {
   return new Promise((resolve, reject) => stream.write(data, (err) => (err ? reject(err) : resolve())));
 }
+
+const baseNameOf = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
 const tempFiles = async (dir = root): Promise<string[]> =>
   (await fs.readdir(dir)).filter((name) => name.startsWith('.ftps-upload-'));
@@ -102,8 +111,8 @@ describe('containment', () => {
       await fs.rm(path.join('/etc', probe), { force: true });
     });
 
-    it('is refused for stat, list, openRead and openWrite', async () => {
-      await expectKind(storage.stat(vp('/etc')), 'outside-root');
+    it('is refused for list, openRead and openWrite, and stat shows the link itself', async () => {
+      expect(await storage.stat(vp('/etc'))).toMatchObject({ name: 'etc', type: 'symlink' });
       await expectKind(storage.stat(vp('/etc/passwd')), 'outside-root');
       await expectKind(storage.list(vp('/etc')), 'outside-root');
       await expectKind(storage.openRead(vp('/etc/passwd')), 'outside-root');
@@ -115,15 +124,15 @@ describe('containment', () => {
       expect(existsSync(path.join('/etc', probe))).toBe(false);
     });
 
-    it('is refused for mkdir, setModifiedTime and uniqueName', async () => {
+    it('is refused for mkdir, setModifiedTime and openUnique', async () => {
       await expectKind(storage.mkdir(vp(`/etc/${probe}`)), 'outside-root');
       await expectKind(storage.setModifiedTime(vp('/hostname'), new Date(0)), 'outside-root');
-      await expectKind(storage.uniqueName(vp('/etc'), probe), 'outside-root');
+      await expectKind(storage.openUnique(vp('/etc'), probe, {}), 'outside-root');
       expect(existsSync(path.join('/etc', probe))).toBe(false);
     });
 
     it('is listed as a link, not with the outside target', async () => {
-      const entries = await storage.list(ROOT);
+      const entries = await listAll(storage, ROOT);
       expect(entries.find((e) => e.name === 'etc')?.type).toBe('symlink');
       expect(entries.find((e) => e.name === 'hostname')?.type).toBe('symlink');
     });
@@ -145,9 +154,9 @@ describe('containment', () => {
     await fs.symlink('docs', path.join(root, 'docs-link'));
     await fs.symlink('docs/a.txt', path.join(root, 'a-link'));
 
-    expect((await storage.list(vp('/docs-link'))).map((e) => e.name)).toEqual(['a.txt']);
+    expect((await listAll(storage, vp('/docs-link'))).map((e) => e.name)).toEqual(['a.txt']);
     expect((await readToEnd(await storage.openRead(vp('/a-link')))).toString()).toBe('inside');
-    const listed = await storage.list(ROOT);
+    const listed = await listAll(storage, ROOT);
     expect(listed.find((e) => e.name === 'docs-link')).toMatchObject({ type: 'dir' });
     expect(listed.find((e) => e.name === 'a-link')).toMatchObject({ type: 'file', size: 6 });
     expect(await storage.stat(vp('/a-link'))).toMatchObject({ name: 'a-link', type: 'file', size: 6 });
@@ -162,24 +171,73 @@ describe('containment', () => {
     const linkedRoot = path.join(base, 'home-link');
     await fs.symlink(root, linkedRoot);
     const viaLink = new LocalFsStorage(linkedRoot);
-    expect((await viaLink.list(vp('/docs'))).map((e) => e.name)).toEqual(['a.txt']);
+    expect((await listAll(viaLink, vp('/docs'))).map((e) => e.name)).toEqual(['a.txt']);
   });
 
-  it('never creates the target of a dangling symlink', async () => {
+  it('never creates the target of a dangling symlink that leads out', async () => {
     const outsideTarget = path.join(base, 'root2', 'planted.txt');
     await fs.symlink(outsideTarget, path.join(root, 'dangling'));
 
     expect(await storage.stat(vp('/dangling'))).toMatchObject({ name: 'dangling', type: 'symlink' });
-    expect((await storage.list(ROOT)).find((e) => e.name === 'dangling')?.type).toBe('symlink');
-    await expectKind(storage.openRead(vp('/dangling')), 'not-found');
-    await expectKind(storage.openWrite(vp('/dangling'), { mode: 'append' }), 'exists');
-    await expectKind(storage.openWrite(vp('/dangling'), { mode: 'resume' }), 'exists');
+    expect((await listAll(storage, ROOT)).find((e) => e.name === 'dangling')?.type).toBe('symlink');
+    await expectKind(storage.openRead(vp('/dangling')), 'outside-root');
+    for (const mode of ['replace', 'append', 'resume'] as const) {
+      await expectKind(storage.openWrite(vp('/dangling'), { mode }), 'outside-root');
+    }
     expect(existsSync(outsideTarget)).toBe(false);
+    // The link itself can still be removed.
+    await storage.remove(vp('/dangling'), 'file');
+    expect(existsSync(path.join(root, 'dangling'))).toBe(false);
+  });
 
-    // A replace upload swaps the link itself for a regular file.
-    await upload(await storage.openWrite(vp('/dangling'), { mode: 'replace' }), 'mine');
-    expect(existsSync(outsideTarget)).toBe(false);
-    expect((await fs.lstat(path.join(root, 'dangling'))).isFile()).toBe(true);
+  it('creates the target of a dangling symlink that stays inside', async () => {
+    await fs.symlink('docs/later.txt', path.join(root, 'later'));
+    await expectKind(storage.openRead(vp('/later')), 'not-found');
+    await upload(await storage.openWrite(vp('/later'), { mode: 'replace' }), 'now');
+    expect(await onDisk('docs/later.txt')).toBe('now');
+    expect((await fs.lstat(path.join(root, 'later'))).isSymbolicLink()).toBe(true);
+  });
+
+  it('resolves relative links with .. physically, never above the home', async () => {
+    await fs.mkdir(path.join(root, 'a', 'b'), { recursive: true });
+    await fs.symlink('../../docs', path.join(root, 'a', 'b', 'up'));
+    await fs.symlink('..', path.join(root, 'a', 'parent'));
+    await fs.symlink('../..', path.join(root, 'a', 'too-far'));
+    await fs.symlink('/', path.join(root, 'a', 'slash'));
+    expect((await readToEnd(await storage.openRead(vp('/a/b/up/a.txt')))).toString()).toBe('inside');
+    expect((await listAll(storage, vp('/a/parent'))).map((e) => e.name).sort()).toEqual(['a', 'docs']);
+    expect((await storage.stat(vp('/a/parent/docs'))).type).toBe('dir');
+    await expectKind(listAll(storage, vp('/a/too-far')), 'outside-root');
+    await expectKind(storage.openRead(vp('/a/too-far/root2/secret.txt')), 'outside-root');
+    // An absolute link to "/" means the machine's root, not the home's.
+    await expectKind(listAll(storage, vp('/a/slash')), 'outside-root');
+  });
+
+  it('follows an absolute link that stays inside the home', async () => {
+    await fs.symlink(path.join(root, 'docs', 'a.txt'), path.join(root, 'abs'));
+    expect((await readToEnd(await storage.openRead(vp('/abs')))).toString()).toBe('inside');
+  });
+
+  it('refuses a loop of links', async () => {
+    await fs.symlink('loop2', path.join(root, 'loop1'));
+    await fs.symlink('loop1', path.join(root, 'loop2'));
+    await expectKind(storage.openRead(vp('/loop1')), 'outside-root');
+    await expectKind(listAll(storage, vp('/loop1')), 'outside-root');
+    expect((await storage.stat(vp('/loop1'))).type).toBe('symlink');
+  });
+
+  it('with FOLLOW_SYMLINKS=false, refuses every symlink but lists and removes them as links', async () => {
+    const strict = new LocalFsStorage(root, { followSymlinks: false });
+    await fs.symlink('docs', path.join(root, 'docs-link'));
+    await fs.symlink('docs/a.txt', path.join(root, 'a-link'));
+    await expectKind(listAll(strict, vp('/docs-link')), 'outside-root');
+    await expectKind(strict.openRead(vp('/a-link')), 'outside-root');
+    await expectKind(strict.openRead(vp('/docs-link/a.txt')), 'outside-root');
+    await expectKind(strict.openWrite(vp('/a-link'), { mode: 'replace' }), 'outside-root');
+    const listed = await listAll(strict, ROOT);
+    expect(listed.find((e) => e.name === 'docs-link')?.type).toBe('symlink');
+    await strict.remove(vp('/a-link'), 'file');
+    expect(await onDisk('docs/a.txt')).toBe('inside');
   });
 
   it('removes a link, never what it points to', async () => {
@@ -211,7 +269,7 @@ describe('atomic replace', () => {
     expect(temps).toHaveLength(1);
     expect(temps[0]).toMatch(/^\.ftps-upload-[0-9a-f]{16}\.tmp$/);
     expect(await fs.readFile(path.join(root, temps[0] ?? ''), 'utf8')).toBe('partial');
-    expect((await storage.list(ROOT)).map((e) => e.name).sort()).toEqual(['docs', 'f.txt']);
+    expect((await listAll(storage, ROOT)).map((e) => e.name).sort()).toEqual(['docs', 'f.txt']);
     expect(await onDisk('f.txt')).toBe('old content');
     await target.abort();
   });
@@ -361,7 +419,7 @@ describe('reading', () => {
     await expectKind(storage.openWrite(vp('/pipe'), { mode: 'resume' }), 'permission');
     // O_WRONLY on a FIFO without a reader fails with ENXIO at once instead of waiting for one.
     await expectKind(storage.openWrite(vp('/pipe'), { mode: 'append' }), 'io');
-    expect((await storage.list(ROOT)).find((e) => e.name === 'pipe')?.type).toBe('other');
+    expect((await listAll(storage, ROOT)).find((e) => e.name === 'pipe')?.type).toBe('other');
   });
 });
 
@@ -370,7 +428,7 @@ describe('directory operations and error mapping', () => {
     const mtime = new Date('2024-03-05T06:07:08Z');
     await fs.utimes(path.join(root, 'docs', 'a.txt'), mtime, mtime);
     await fs.chmod(path.join(root, 'docs', 'a.txt'), 0o640);
-    expect(await storage.list(vp('/docs'))).toEqual([{ name: 'a.txt', type: 'file', size: 6, mtime, mode: 0o640 }]);
+    expect(await listAll(storage, vp('/docs'))).toEqual([{ name: 'a.txt', type: 'file', size: 6, mtime, mode: 0o640 }]);
     expect(await storage.stat(ROOT)).toMatchObject({ name: '/', type: 'dir' });
   });
 
@@ -423,14 +481,32 @@ describe('directory operations and error mapping', () => {
     await expectKind(storage.setModifiedTime(vp('/missing'), time), 'not-found');
   });
 
-  it('finds unique names that keep the extension', async () => {
-    expect(await storage.uniqueName(ROOT, 'report.txt')).toBe('/report.txt');
-    await fs.writeFile(path.join(root, 'report.txt'), '');
-    expect(await storage.uniqueName(ROOT, 'report.txt')).toBe('/report.1.txt');
-    await fs.writeFile(path.join(root, 'report.1.txt'), '');
-    expect(await storage.uniqueName(ROOT, 'report.txt')).toBe('/report.2.txt');
-    expect(await storage.uniqueName(vp('/docs'), 'a.txt')).toBe('/docs/a.1.txt');
-    await expectKind(storage.uniqueName(ROOT, '../escape'), 'invalid-name');
-    await expectKind(storage.uniqueName(vp('/missing'), 'x'), 'not-found');
+  it('reserves unique names that keep the extension, atomically', async () => {
+    const unique = async (dir: VirtualPath, hint: string) => (await storage.openUnique(dir, hint, {}));
+    const first = await unique(ROOT, 'report.txt');
+    expect(first.path).toBe('/report.txt');
+    // Reserved before any byte arrives: a second upload cannot get the same name.
+    const second = await unique(ROOT, 'report.txt');
+    expect(second.path).toBe('/report.1.txt');
+    await upload(second.target, 'two');
+    await upload(first.target, 'one');
+    expect([await onDisk('report.txt'), await onDisk('report.1.txt')]).toEqual(['one', 'two']);
+    expect((await unique(vp('/docs'), 'a.txt')).path).toBe('/docs/a.1.txt');
+    await expectKind(storage.openUnique(ROOT, '../escape', {}), 'invalid-name');
+    await expectKind(storage.openUnique(vp('/missing'), 'x', {}), 'not-found');
+  });
+
+  it('frees a reserved unique name when its upload is aborted', async () => {
+    const { path: name, target } = await storage.openUnique(ROOT, 'gone.txt', {});
+    await writeChunk(target.stream, 'partial');
+    await target.abort();
+    expect(existsSync(path.join(root, baseNameOf(name)))).toBe(false);
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it('gives 20 concurrent reservations 20 different names', async () => {
+    const reserved = await Promise.all(Array.from({ length: 20 }, () => storage.openUnique(ROOT, 'same.bin', {})));
+    expect(new Set(reserved.map((r) => r.path)).size).toBe(20);
+    await Promise.all(reserved.map((r) => r.target.abort()));
   });
 });
