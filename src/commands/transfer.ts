@@ -2,15 +2,15 @@ import { Readable, type Duplex, type Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { fromNetworkAscii, toNetworkAscii } from '../data/ascii.js';
 import type { DataConnection, PendingDataChannel } from '../data/data-channel.js';
-import { copyFileToSocket, readerToStream } from '../data/file-copy.js';
+import { copyFileToSocket, LinesReader, readerToStream } from '../data/file-copy.js';
 import type { TransferDirection, TransferResult } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
 import { Code, reply, type Reply } from '../protocol/replies.js';
 import { mapFsError, StorageError, type FileReader, type UploadTarget } from '../storage/storage.js';
 import type { CommandContext } from './context.js';
 
-/** Listing bytes per write to the data connection. */
-const LISTING_CHUNK = 64 * 1024;
+/** Listing bytes per write to the data connection (two such buffers per listing). */
+const LISTING_BUFFER = 64 * 1024;
 
 /** What a transfer moves. `file` and `target` belong to the transfer from then on: it closes or settles them. */
 export type TransferBody =
@@ -105,17 +105,14 @@ async function runTransfer(
 async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, count: (bytes: number) => void): Promise<void> {
   switch (body.kind) {
     case 'listing': {
-      const source = Readable.from(inChunks(body.lines));
-      source.on('data', (chunk: Buffer) => count(chunk.length));
-      await pipeline(source, socket, { signal });
+      await copyFileToSocket(new LinesReader(body.lines), 0, socket, signal, count, LISTING_BUFFER);
+      await endAndFlush(socket, signal);
       return;
     }
     case 'file': {
       if (!body.ascii) {
         await copyFileToSocket(body.file, body.start, socket, signal, count);
-        // As pipeline() would: end the socket and wait until everything, close_notify included, is written.
-        socket.end();
-        await finished(socket, { readable: false, signal });
+        await endAndFlush(socket, signal);
         return;
       }
       const source = readerToStream(body.file, body.start);
@@ -135,17 +132,10 @@ async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, cou
   }
 }
 
-/** Listing lines joined with CRLF into writes of about LISTING_CHUNK bytes, produced only as fast as they are sent. */
-async function* inChunks(lines: AsyncIterable<string>): AsyncIterable<Buffer> {
-  let pending = '';
-  for await (const line of lines) {
-    pending += `${line}\r\n`;
-    if (pending.length >= LISTING_CHUNK) {
-      yield Buffer.from(pending, 'utf8');
-      pending = '';
-    }
-  }
-  if (pending !== '') yield Buffer.from(pending, 'utf8');
+/** As pipeline() would: ends the socket and waits until everything, close_notify included, is written. */
+async function endAndFlush(socket: Duplex, signal: AbortSignal): Promise<void> {
+  socket.end();
+  await finished(socket, { readable: false, signal });
 }
 
 /**

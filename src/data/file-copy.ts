@@ -2,7 +2,8 @@ import { Readable, type Writable } from 'node:stream';
 import type { FileReader } from '../storage/storage.js';
 
 const BUFFER_COUNT = 2;
-const BUFFER_SIZE = 512 * 1024;
+/** Per buffer, for files; a listing, far smaller and produced line by line, passes its own. */
+const FILE_BUFFER_SIZE = 512 * 1024;
 // TYPE A downloads are rare and go through a byte-by-byte transform anyway: plain allocation is good enough there.
 const STREAM_CHUNK = 64 * 1024;
 
@@ -22,8 +23,9 @@ export async function copyFileToSocket(
   socket: Writable,
   signal: AbortSignal,
   onProgress: (bytes: number) => void = () => undefined,
+  bufferSize = FILE_BUFFER_SIZE,
 ): Promise<number> {
-  const buffers = Array.from({ length: BUFFER_COUNT }, () => Buffer.allocUnsafeSlow(BUFFER_SIZE));
+  const buffers = Array.from({ length: BUFFER_COUNT }, () => Buffer.allocUnsafeSlow(bufferSize));
   const writes: Array<Promise<void> | undefined> = [];
   let position = start;
   for (let i = 0; ; i = (i + 1) % BUFFER_COUNT) {
@@ -99,4 +101,48 @@ export function readerToStream(reader: FileReader, start: number): Readable {
     },
   });
   return stream;
+}
+
+/**
+ * Text lines (a listing) as a FileReader, so that they travel like a download, through two reused buffers:
+ * each read fills the buffer with as many whole CRLF-terminated lines as fit. Allocating a buffer per chunk
+ * instead left 8 parallel listings of 100,000 entries ~30 MiB of freed but unreturned memory.
+ */
+export class LinesReader implements FileReader {
+  readonly #lines: AsyncIterator<string>;
+  /** A line that did not fit into the last buffer. */
+  #carry: Buffer | undefined;
+  #done = false;
+
+  constructor(lines: AsyncIterable<string>) {
+    this.#lines = lines[Symbol.asyncIterator]();
+  }
+
+  async read(buffer: Buffer): Promise<number> {
+    let used = 0;
+    for (;;) {
+      if (this.#carry) {
+        // A line longer than the buffer is cut: listing lines are far shorter than any buffer we use.
+        const n = this.#carry.copy(buffer, used);
+        if (n < this.#carry.length && used > 0) return used;
+        used += n;
+        this.#carry = undefined;
+      }
+      if (this.#done || used === buffer.length) return used;
+      const next = await this.#lines.next();
+      if (next.done) {
+        this.#done = true;
+        return used;
+      }
+      const text = `${next.value}\r\n`;
+      const written = buffer.write(text, used);
+      if (written === Buffer.byteLength(text)) used += written;
+      else this.#carry = Buffer.from(text);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#done = true;
+    await this.#lines.return?.();
+  }
 }

@@ -19,8 +19,12 @@ const STREAM_BUFFER = 256 * 1024;
 /** The hidden file a `replace` upload writes before its rename; listings hide it, temp-sweeper.ts removes dead ones. */
 export const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
 const MAX_UNIQUE_TRIES = 1000;
-/** Directory entries read, then stat-ed together, per step of a listing. */
-const LIST_BATCH = 64;
+/**
+ * Directory entries read, then stat-ed together, per step of a listing. Small enough that a batch dies in the
+ * young generation: with 64, 8 parallel listings of 100,000 entries promoted their garbage and grew the heap by
+ * ~55 MiB (measured with the image's --max-semi-space-size=4); with 32, by ~7 MiB, at the same speed.
+ */
+const LIST_BATCH = 32;
 /** stat() calls of one listing in flight at once: enough to keep the disk busy, few enough to leave the thread pool to others. */
 const LIST_STAT_CONCURRENCY = 8;
 // O_NOFOLLOW: every open names one entry in a directory handle and must not follow it (confined-tree.ts);

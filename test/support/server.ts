@@ -28,9 +28,9 @@ let nextPasvBase = 20000 + (process.pid % 100) * 100;
  * The real server, in process, on an ephemeral loopback port, with a fresh temporary FTP_ROOT and a
  * self-signed certificate. `env` overrides any variable; a test that needs files in place before start
  * passes its own temporary FTP_ROOT, which stop() removes like a fresh one. Each server gets its own passive
- * range so test files running in parallel do not compete for ports.
+ * range (20 ports, or the first `pasvPorts` of them) so test files running in parallel do not compete for ports.
  */
-export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
+export async function startServer(env: Record<string, string> = {}, o: { pasvPorts?: number } = {}): Promise<RunningServer> {
   const root = env.FTP_ROOT ?? (await mkdtemp(path.join(os.tmpdir(), 'ftps-root-')));
   const certDir = await mkdtemp(path.join(os.tmpdir(), 'ftps-nocert-'));
   const pasvMin = nextPasvBase;
@@ -45,7 +45,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
       FTP_USER: TEST_USER,
       FTP_PASSWORD: TEST_PASSWORD,
       PASV_MIN_PORT: String(pasvMin),
-      PASV_MAX_PORT: String(pasvMin + 19),
+      PASV_MAX_PORT: String(pasvMin + Math.min(o.pasvPorts ?? 20, 20) - 1),
       // Default paths that do not exist: the server generates a self-signed certificate.
       TLS_CERT_PATH: path.join(certDir, 'tls.crt'),
       TLS_KEY_PATH: path.join(certDir, 'tls.key'),
@@ -82,8 +82,12 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
 }
 
 /** Runs `use` against a server started with `env`, and stops the server however `use` ends. */
-export async function withServer<T>(env: Record<string, string>, use: (srv: RunningServer) => Promise<T>): Promise<T> {
-  const srv = await startServer(env);
+export async function withServer<T>(
+  env: Record<string, string>,
+  use: (srv: RunningServer) => Promise<T>,
+  o: { pasvPorts?: number } = {},
+): Promise<T> {
+  const srv = await startServer(env, o);
   try {
     return await use(srv);
   } finally {
