@@ -251,7 +251,3 @@ const onlyValue = (verb: string, value: string, meaning: string) =>
 export const mode = onlyValue('MODE', 'S', 'stream mode');
 export const stru = onlyValue('STRU', 'F', 'file structure');
 
-export const allo = fixedReply(
-  { verb: 'ALLO', access: 'authenticated', arg: 'optional', help: 'ALLO: accepted, no allocation is needed' },
-  reply(Code.NotImplementedSuperfluous, 'ALLO not needed'),
-);

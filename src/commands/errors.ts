@@ -15,6 +15,7 @@ const STORAGE_REPLIES: Record<StorageErrorKind, Reply> = {
   quota: reply(Code.ExceededStorage, 'Storage quota exceeded'),
   'invalid-name': reply(Code.FileNameNotAllowed, 'File name not allowed'),
   'outside-root': reply(Code.FileUnavailable, 'Permission denied'),
+  'invalid-offset': reply(Code.InvalidRestart, 'Restart offset is beyond the end of the file'),
   io: reply(Code.LocalError, 'Local error in processing'),
 };
 

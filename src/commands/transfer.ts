@@ -1,8 +1,10 @@
-import { Readable, type Duplex, type Writable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { fromNetworkAscii, toNetworkAscii } from '../data/ascii.js';
+import { toNetworkAscii } from '../data/ascii.js';
 import type { DataConnection, PendingDataChannel } from '../data/data-channel.js';
 import { copyFileToSocket, LinesReader, readerToStream } from '../data/file-copy.js';
+import { TlsTruncatedError } from '../data/raw-feed.js';
+import { receiveUpload } from '../data/upload-receiver.js';
 import type { TransferDirection, TransferResult } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
 import { Code, reply, type Reply } from '../protocol/replies.js';
@@ -16,7 +18,13 @@ const LISTING_BUFFER = 64 * 1024;
 export type TransferBody =
   | { readonly kind: 'file'; readonly file: FileReader; readonly start: number; readonly ascii: boolean }
   | { readonly kind: 'listing'; readonly lines: AsyncIterable<string>; readonly release: () => Promise<void> }
-  | { readonly kind: 'upload'; readonly target: UploadTarget; readonly ascii: boolean };
+  | {
+      readonly kind: 'upload';
+      readonly target: UploadTarget;
+      readonly ascii: boolean;
+      /** MAX_UPLOAD_BYTES: the largest the file may become. */
+      readonly maxBytes: number | undefined;
+    };
 
 /**
  * Takes the data channel the client set up, enforcing the protection policy. Called before the file is
@@ -69,7 +77,7 @@ async function runTransfer(
   let connection: DataConnection | undefined;
   let bytes = 0;
   try {
-    connection = await pending.connect(signal);
+    connection = await pending.connect(signal, body.kind === 'upload' ? 'upload' : 'download');
     // Belt and braces to PROT closing pending channels: the level is the one in force when the transfer starts.
     if (connection.protected !== (ctx.state.protectData || ctx.config.data.implicitTls)) {
       throw new FtpError(Code.CannotOpenDataConnection, 'Data connection was opened under another protection level; open a new one');
@@ -87,6 +95,9 @@ async function runTransfer(
     recordTransfer(ctx, what.label, direction, bytes, started, connection?.protected ?? false, result, err);
     if (signal.aborted) return reply(Code.TransferAborted, 'Transfer aborted');
     if (err instanceof FtpError || err instanceof StorageError) throw err;
+    if (err instanceof TlsTruncatedError) {
+      return reply(Code.TransferAborted, 'Data connection ended without TLS close_notify; upload not stored');
+    }
     return reply(Code.TransferAborted, 'Data connection closed; transfer aborted');
   } finally {
     pending.dispose();
@@ -121,11 +132,8 @@ async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, cou
       return;
     }
     case 'upload': {
-      const target = body.target.stream;
-      socket.on('data', (chunk: Buffer) => count(chunk.length));
-      await blamingStorage(target, socket, () =>
-        body.ascii ? pipeline(socket, fromNetworkAscii(), target, { signal }) : pipeline(socket, target, { signal }),
-      );
+      const limit = body.maxBytes === undefined ? undefined : Math.max(0, body.maxBytes - body.target.startSize);
+      await receiveUpload(socket, body.target, { signal, ascii: body.ascii, limit, onBytes: count });
       await body.target.commit();
       return;
     }
@@ -143,7 +151,7 @@ async function endAndFlush(socket: Duplex, signal: AbortSignal): Promise<void> {
  * first error, so a reset data connection also makes the storage stream emit it: only a storage error that
  * came first is a storage failure (451/452), rejected as StorageError.
  */
-async function blamingStorage(storage: Readable | Writable, socket: Duplex, run: () => Promise<void>): Promise<void> {
+async function blamingStorage(storage: Readable, socket: Duplex, run: () => Promise<void>): Promise<void> {
   let storageFailure: unknown;
   let networkFailed = false;
   storage.once('error', (err) => {

@@ -29,7 +29,7 @@ export const retr = defineCommand({
       const path = resolvePath(ctx, arg);
       const stat = await ctx.storage().stat(path);
       if (stat.type !== 'file') throw new FtpError(Code.FileUnavailable, 'Not a regular file');
-      if (start > stat.size) throw new FtpError(Code.ArgumentSyntaxError, 'Restart offset is beyond the end of the file');
+      if (start > stat.size) throw new FtpError(Code.InvalidRestart, 'Restart offset is beyond the end of the file');
       return {
         what: {
           label: path,
@@ -54,15 +54,7 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
       const start = takeRestartOffset(ctx);
       requireWritable(ctx);
       return transferWith(ctx, async () => {
-        const storage = ctx.storage();
-        const { path, target } =
-          verb === 'STOU'
-            ? await storage.openUnique(ctx.state.cwd, arg ?? 'file', {})
-            : await (async () => {
-                const path = resolvePath(ctx, arg);
-                const mode = verb === 'APPE' ? 'append' : start > 0 ? 'resume' : 'replace';
-                return { path, target: await storage.openWrite(path, { mode, start }) };
-              })();
+        const { path, target } = await openUpload(ctx, verb, arg, start);
         const name = baseName(path);
         return {
           what: {
@@ -71,11 +63,27 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
             opening: verb === 'STOU' ? `FILE: ${name}` : `Opening ${modeName(ctx)} mode data connection for ${name}`,
             success: verb === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete',
           },
-          body: { kind: 'upload', target, ascii: isAscii(ctx) },
+          body: { kind: 'upload', target, ascii: isAscii(ctx), maxBytes: ctx.config.storage.maxUploadBytes },
         };
       });
     },
   });
+
+/**
+ * The upload's target. REST before STOR resumes at that offset, before APPE it must not lie beyond the end; an
+ * offset beyond the end of the file is refused (554) instead of making a sparse file of any apparent size.
+ */
+async function openUpload(ctx: CommandContext, verb: UploadMode, arg: string | undefined, start: number) {
+  const storage = ctx.storage();
+  if (verb === 'STOU') return storage.openUnique(ctx.state.cwd, arg ?? 'file');
+  const path = resolvePath(ctx, arg);
+  const target = await storage.openWrite(path, { mode: verb === 'APPE' ? 'append' : start > 0 ? 'resume' : 'replace', start });
+  if (verb === 'APPE' && start > target.startSize) {
+    await target.abort();
+    throw new FtpError(Code.InvalidRestart, 'Restart offset is beyond the end of the file');
+  }
+  return { path, target };
+}
 
 /** "LIST -la dir": clients pass ls options we ignore; what follows is the path. */
 function stripListOptions(arg: string | undefined): string | undefined {
@@ -155,6 +163,26 @@ export const rest = defineCommand({
   },
 });
 
+export const allo = defineCommand({
+  verb: 'ALLO',
+  access: 'authenticated',
+  arg: 'required',
+  help: 'ALLO bytes: is there room for an upload of this size?',
+  async handle(ctx, arg) {
+    // RFC 959: ALLO <size> [R <record size>]; only the size matters for a file system.
+    const size = /^\s*(\d{1,18})(\s+R\s+\d+)?\s*$/i.exec(arg!)?.[1];
+    if (size === undefined) return reply(Code.ArgumentSyntaxError, 'Usage: ALLO bytes');
+    requireWritable(ctx);
+    const bytes = Number(size);
+    const max = ctx.config.storage.maxUploadBytes;
+    if (max !== undefined && bytes > max) return reply(Code.ExceededStorage, `An upload may have at most ${max} bytes`);
+    const free = await ctx.storage().freeSpace(ctx.state.cwd);
+    if (free === undefined) return reply(Code.NotImplementedSuperfluous, 'ALLO not needed, space is not reserved');
+    if (bytes > free) return reply(Code.InsufficientStorage, 'Insufficient storage space');
+    return reply(Code.Ok, `${bytes} bytes fit (space is not reserved)`);
+  },
+});
+
 export const abor = defineCommand({
   verb: 'ABOR',
   access: 'authenticated',
@@ -197,6 +225,7 @@ export const transferCommands: readonly CommandSpec[] = [
   listSpec('NLST', 'NLST [path]: names only'),
   listSpec('MLSD', 'MLSD [dir]: machine-readable listing'),
   rest,
+  allo,
   abor,
   stat,
 ];

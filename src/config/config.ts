@@ -48,12 +48,18 @@ export interface Config {
     readonly clientAuth: 'none' | 'optional' | 'required';
     /** TLS_HANDSHAKE_TIMEOUT_SECONDS: a stalled handshake is dropped after this. */
     readonly handshakeTimeoutSeconds: number;
+    /** TLS_STRICT_EOF: a protected upload must end with close_notify; a bare FIN or reset gets 426. */
+    readonly strictEof: boolean;
   };
   readonly storage: {
     /** FTP_ROOT */
     readonly root: string;
     /** FOLLOW_SYMLINKS: follow symlinks that stay inside the user's home (false: refuse every symlink). */
     readonly followSymlinks: boolean;
+    /** UPLOAD_FSYNC: an upload is on stable storage (file and directory synced) before its 226. */
+    readonly fsync: boolean;
+    /** MAX_UPLOAD_BYTES: the largest file an upload may make; undefined = no limit. */
+    readonly maxUploadBytes: number | undefined;
   };
   readonly auth: {
     readonly user: string | undefined;

@@ -102,6 +102,7 @@ const variables = z.object({
   TLS_CLIENT_CA_PATH: text.optional(),
   TLS_CLIENT_AUTH: oneOf(['none', 'optional', 'required']).default('none'),
   TLS_HANDSHAKE_TIMEOUT_SECONDS: seconds.default(10),
+  TLS_STRICT_EOF: bool.default(true),
 
   DATA_IMPLICIT_SSL: bool.default(false),
   DATA_TLS_CERT_PATH: text.optional(),
@@ -117,6 +118,9 @@ const variables = z.object({
 
   FTP_ROOT: absolutePath.default('/data'),
   FOLLOW_SYMLINKS: bool.default(true),
+  UPLOAD_FSYNC: bool.default(true),
+  // Unset: no limit.
+  MAX_UPLOAD_BYTES: count.optional(),
   FTP_USER: text.optional(),
   FTP_PASSWORD: text.optional(),
   LOGIN_MAX_ATTEMPTS: count.default(3),
@@ -229,8 +233,9 @@ function toConfig(v: Variables): Config {
       clientCaPath: v.TLS_CLIENT_CA_PATH,
       clientAuth: v.TLS_CLIENT_AUTH,
       handshakeTimeoutSeconds: v.TLS_HANDSHAKE_TIMEOUT_SECONDS,
+      strictEof: v.TLS_STRICT_EOF,
     },
-    storage: { root: v.FTP_ROOT, followSymlinks: v.FOLLOW_SYMLINKS },
+    storage: { root: v.FTP_ROOT, followSymlinks: v.FOLLOW_SYMLINKS, fsync: v.UPLOAD_FSYNC, maxUploadBytes: v.MAX_UPLOAD_BYTES },
     auth: {
       user: v.FTP_USER,
       password: v.FTP_PASSWORD,

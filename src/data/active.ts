@@ -2,6 +2,7 @@ import net from 'node:net';
 import { Code } from '../protocol/replies.js';
 import { FtpError } from '../protocol/errors.js';
 import type { PendingDataChannel } from './data-channel.js';
+import { feedReads, RawFeed } from './raw-feed.js';
 import { openDataConnection, type DataTlsPolicy } from './tls-wrap.js';
 
 export interface ActiveOptions {
@@ -16,8 +17,11 @@ export interface ActiveOptions {
 /** PORT/EPRT: the server connects to the client when the transfer starts. */
 export function activeChannel(o: ActiveOptions): PendingDataChannel {
   return {
-    async connect(signal) {
-      const raw = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress });
+    async connect(signal, purpose) {
+      const policy = o.tlsPolicy();
+      // A protected upload reads through a RawFeed (raw-feed.ts); an outgoing socket can take its reads directly.
+      const feed = purpose === 'upload' && policy?.strictEof ? new RawFeed() : undefined;
+      const raw = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress, ...(feed && feedReads(feed)) });
       await new Promise<void>((resolve, reject) => {
         const settle = (why?: string) => () => {
           clearTimeout(timer);
@@ -32,7 +36,7 @@ export function activeChannel(o: ActiveOptions): PendingDataChannel {
         raw.once('error', settle('Could not connect to the client'));
         raw.once('connect', settle());
       });
-      return openDataConnection(raw, o.tlsPolicy(), o.timeoutMs);
+      return openDataConnection(raw, policy, { purpose, stallTimeoutMs: o.timeoutMs, feed: feed?.attach(raw) });
     },
     // Nothing is open before connect(); the connection then belongs to the transfer.
     dispose() {},

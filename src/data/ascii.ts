@@ -20,20 +20,37 @@ export function toNetworkAscii(): Transform {
 }
 
 /** TYPE A upload: CRLF becomes LF. A CR at a chunk's end waits to see the next byte. */
+export class NetworkAsciiDecoder {
+  #heldCr = false;
+
+  decode(chunk: Buffer): Buffer {
+    const out: number[] = [];
+    for (const b of chunk) {
+      if (this.#heldCr && b !== LF) out.push(CR);
+      this.#heldCr = b === CR;
+      if (!this.#heldCr) out.push(b);
+    }
+    return Buffer.from(out);
+  }
+
+  /** The end of the upload: a CR still held was not part of a CRLF. */
+  end(): Buffer {
+    const rest = this.#heldCr ? Buffer.from([CR]) : Buffer.alloc(0);
+    this.#heldCr = false;
+    return rest;
+  }
+}
+
+/** NetworkAsciiDecoder as a stream. */
 export function fromNetworkAscii(): Transform {
-  let heldCr = false;
+  const decoder = new NetworkAsciiDecoder();
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
-      const out: number[] = [];
-      for (const b of chunk) {
-        if (heldCr && b !== LF) out.push(CR);
-        heldCr = b === CR;
-        if (!heldCr) out.push(b);
-      }
-      done(null, Buffer.from(out));
+      done(null, decoder.decode(chunk));
     },
     flush(done) {
-      done(null, heldCr ? Buffer.from([CR]) : null);
+      const rest = decoder.end();
+      done(null, rest.length > 0 ? rest : null);
     },
   });
 }

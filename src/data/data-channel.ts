@@ -1,5 +1,8 @@
 import type { Duplex } from 'node:stream';
 
+/** What the transfer does with its data connection: protected uploads read it differently (raw-feed.ts). */
+export type TransferPurpose = 'upload' | 'download';
+
 /** An established data connection, TLS-wrapped when protected. */
 export interface DataConnection {
   readonly protected: boolean;
@@ -12,7 +15,10 @@ export interface DataConnection {
 
 /** A data connection the client set up with PASV/EPSV/PORT/EPRT but that is not open yet. */
 export interface PendingDataChannel {
-  /** Waits for the client's connection (passive) or connects to the client (active). */
-  connect(signal: AbortSignal): Promise<DataConnection>;
+  /**
+   * Waits for the client's connection (passive) or connects to the client (active), and starts its TLS for
+   * `purpose` (a passive connection whose client handshakes before sending its command may have started already).
+   */
+  connect(signal: AbortSignal, purpose: TransferPurpose): Promise<DataConnection>;
   dispose(): void;
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import type { PassiveRefusal } from '../observability/metrics.js';
 import { Code } from '../protocol/replies.js';
 import { FtpError } from '../protocol/errors.js';
-import type { DataConnection, PendingDataChannel } from './data-channel.js';
+import type { DataConnection, PendingDataChannel, TransferPurpose } from './data-channel.js';
 import { normalizeAddress, sameHost } from '../net/peer-address.js';
 import type { PortPool } from './port-pool.js';
 import { openDataConnection, type DataTlsPolicy } from './tls-wrap.js';
@@ -32,6 +32,12 @@ export interface PassiveOptions {
   readonly foreignConnection: (from: string, port: number, via: string | undefined) => void;
   /** Reports a PASV refused for want of a port: the range is exhausted, or this address holds its share. */
   readonly refused: (reason: PassiveRefusal) => void;
+  /**
+   * Clients that wait for the data connection's TLS before they send the transfer command: DartFTP style (with
+   * DATA_IMPLICIT_SSL) does, so TLS starts after a short pause; curl 7.88 waits ~0.2 s (TLS 1.2: ~1.2 s) and then
+   * sends it anyway, as it must with vsftpd and pure-ftpd, which start TLS only then too.
+   */
+  readonly clientsWaitForTls: boolean;
 }
 
 
@@ -52,7 +58,8 @@ export async function openPassive(o: PassiveOptions): Promise<PassiveChannel> {
   for (let attempt = o.pool.usedCount + o.pool.freeCount; attempt > 0; attempt--) {
     const port = o.pool.acquire(o.holder);
     if (port === undefined) break;
-    const server = net.createServer({ pauseOnConnect: false });
+    // Paused: nothing of a connection is read in JavaScript before its TLS starts (tls-wrap.ts).
+    const server = net.createServer({ pauseOnConnect: true });
     const listening = await new Promise<boolean>((resolve) => {
       server.once('error', () => resolve(false));
       server.listen({ port, host: o.bindAddress, exclusive: true }, () => resolve(true));
@@ -66,13 +73,40 @@ export async function openPassive(o: PassiveOptions): Promise<PassiveChannel> {
   throw noPort();
 }
 
+/**
+ * When the TLS of a passive connection starts: when its transfer command arrives, as vsftpd, ProFTPD and pure-ftpd
+ * do, because uploads and downloads take different paths (raw-feed.ts). A client still silent after a while waits
+ * for the handshake: TLS then starts on the path that serves both directions correctly (the upload one). The wait
+ * is EARLY_START_MS, or, when clients are known to wait (clientsWaitForTls), a few milliseconds plus twice the time
+ * the client took from the PASV reply to its connection (an RTT estimate).
+ */
+const EARLY_START_MS = 2_000;
+const EARLY_START_WAITING_CLIENTS_MS = 20;
+/**
+ * Closes an accepted connection that will not be used, in order: its unread bytes (a ClientHello) are read and
+ * dropped first, or the kernel would answer with a reset, and only after the current command's refusal has gone
+ * out on the control connection, so that a client reading both sees the reply rather than a broken data socket.
+ */
+function closeUnused(socket: net.Socket): void {
+  setImmediate(() => {
+    socket.on('data', () => undefined);
+    socket.resume();
+    socket.end();
+    setTimeout(() => socket.destroy(), 2_000).unref();
+  });
+}
+
 class Listener implements PassiveChannel {
+  /** The client's connection, accepted and checked, its TLS not started yet (paused: JavaScript read nothing). */
+  private accepted: net.Socket | undefined;
   private connection: DataConnection | undefined;
+  private readonly opened = performance.now();
   private failure: FtpError | undefined;
   private readonly waiters = new Set<() => void>();
   /** Connections whose origin is still being found out (a trusted proxy's header being read). */
   private readonly reading = new Set<net.Socket>();
   private readonly timer: NodeJS.Timeout;
+  private grace: NodeJS.Timeout | undefined;
   private closed = false;
   private taken = false;
 
@@ -83,12 +117,13 @@ class Listener implements PassiveChannel {
   ) {
     server.on('connection', (socket) => this.onConnection(socket));
     server.on('error', (err) => o.log.warn({ err, port }, 'passive listener error'));
+    // Unclaimed for this long, from PASV on: the connection (if any) is dropped and the port freed.
     this.timer = setTimeout(() => this.fail(notConnected()), o.timeoutMs);
   }
 
   private onConnection(socket: net.Socket): void {
     socket.on('error', () => undefined);
-    if (this.connection || this.closed) {
+    if (this.accepted || this.closed) {
       socket.destroy();
       return;
     }
@@ -113,7 +148,7 @@ class Listener implements PassiveChannel {
 
   private accept(socket: net.Socket, origin: Origin): void {
     // Gone while its header was read: it must not take the place of the client's connection.
-    if (this.connection || this.closed || socket.destroyed) {
+    if (this.accepted || this.closed || socket.destroyed) {
       socket.destroy();
       return;
     }
@@ -123,15 +158,35 @@ class Listener implements PassiveChannel {
       socket.destroy();
       return;
     }
-    this.connection = openDataConnection(socket, this.o.tlsPolicy(), this.o.timeoutMs);
+    this.accepted = socket;
     this.closeListener();
+    if (this.waiters.size === 0) {
+      // No transfer waits yet: clear text has nothing to decide, TLS waits a little for the command.
+      if (!this.o.tlsPolicy()) this.start('download');
+      else this.grace = setTimeout(() => this.start('upload'), this.earlyStartMs());
+    }
     this.wake();
   }
 
+  private earlyStartMs(): number {
+    if (!this.o.clientsWaitForTls) return EARLY_START_MS;
+    return Math.min(EARLY_START_MS, EARLY_START_WAITING_CLIENTS_MS + 2 * (performance.now() - this.opened));
+  }
+
+  private start(purpose: TransferPurpose): DataConnection {
+    clearTimeout(this.grace);
+    this.connection ??= openDataConnection(this.accepted!, this.o.tlsPolicy(), { purpose, stallTimeoutMs: this.o.timeoutMs });
+    return this.connection;
+  }
+
   private fail(err: FtpError): void {
-    if (this.connection) return;
+    if (this.taken) return;
     this.failure ??= err;
+    clearTimeout(this.timer);
+    clearTimeout(this.grace);
     this.closeListener();
+    this.connection?.destroy();
+    if (!this.connection && this.accepted) closeUnused(this.accepted);
     this.wake();
   }
 
@@ -143,14 +198,13 @@ class Listener implements PassiveChannel {
   private closeListener(): void {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.timer);
     for (const socket of this.reading) socket.destroy();
     this.server.close();
     this.o.pool.release(this.port);
   }
 
-  async connect(signal: AbortSignal): Promise<DataConnection> {
-    if (!this.connection && !this.failure) {
+  async connect(signal: AbortSignal, purpose: TransferPurpose): Promise<DataConnection> {
+    if (!this.accepted && !this.failure) {
       await new Promise<void>((resolve) => {
         const onAbort = () => {
           this.waiters.delete(done);
@@ -165,13 +219,13 @@ class Listener implements PassiveChannel {
       });
     }
     signal.throwIfAborted();
-    if (!this.connection) throw this.failure ?? notConnected();
+    if (this.failure || !this.accepted) throw this.failure ?? notConnected();
     this.taken = true;
-    return this.connection;
+    clearTimeout(this.timer);
+    return this.start(purpose);
   }
 
   dispose(): void {
     this.fail(new FtpError(Code.CannotOpenDataConnection, 'Data connection was cancelled'));
-    if (!this.taken) this.connection?.destroy();
   }
 }

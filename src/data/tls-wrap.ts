@@ -4,7 +4,8 @@ import tls from 'node:tls';
 import { Code } from '../protocol/replies.js';
 import { handshakeFailureReason, type TlsFailureReason } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
-import type { DataConnection } from './data-channel.js';
+import type { DataConnection, TransferPurpose } from './data-channel.js';
+import { RawFeed, UploadTlsSocket } from './raw-feed.js';
 
 export interface DataTlsPolicy {
   /** The session's data context: it shares ticket keys with the control connection only (src/tls/session-contexts.ts). */
@@ -13,6 +14,8 @@ export interface DataTlsPolicy {
   readonly sessionIds: net.Server;
   /** The handshake must resume this session's control TLS session. */
   readonly requireReuse: boolean;
+  /** TLS_STRICT_EOF: an upload must end with close_notify (raw-feed.ts); a bare FIN fails it. */
+  readonly strictEof: boolean;
   /** TLS_HANDSHAKE_TIMEOUT_SECONDS, at most DATA_TIMEOUT_SECONDS. */
   readonly handshakeTimeoutMs: number;
   /** Told once per failed handshake, for the metrics. */
@@ -22,20 +25,31 @@ export interface DataTlsPolicy {
 const CLOSE_WAIT_MS = 5_000;
 
 /**
- * Wraps a freshly accepted or connected data socket. TLS starts at once, before any byte is read in
- * JavaScript, so a ClientHello sent right after connecting (basic-ftp, FileZilla) is not lost, and a
- * client that waits for the 150 reply before its handshake (curl) works too.
+ * Starts the data connection's TLS (or none) on a socket whose bytes JavaScript has not read yet (an accepted
+ * socket is paused; a ClientHello waits in the kernel, bytes after a PROXY header in the socket's buffer). A
+ * protected upload reads through a RawFeed, so that a bare FIN can be told from close_notify; everything else
+ * uses Node's native TLS. `feed`: the RawFeed an active-mode connection was made with.
  */
 export function openDataConnection(
   raw: net.Socket,
   policy: DataTlsPolicy | undefined,
-  stallTimeoutMs: number,
+  o: { readonly purpose: TransferPurpose; readonly stallTimeoutMs: number; readonly feed?: RawFeed },
 ): DataConnection {
-  if (!policy) return plainConnection(withStallTimeout(raw, stallTimeoutMs));
-  const secure = withStallTimeout(
-    new tls.TLSSocket(raw, { isServer: true, secureContext: policy.context, server: policy.sessionIds }),
-    stallTimeoutMs,
-  );
+  if (!policy) {
+    raw.resume();
+    return plainConnection(withStallTimeout(raw, o.stallTimeoutMs));
+  }
+  const options = { isServer: true, secureContext: policy.context, server: policy.sessionIds };
+  let secure: tls.TLSSocket;
+  if (o.purpose === 'upload' && policy.strictEof) {
+    const feed = o.feed ?? RawFeed.adopt(raw);
+    const upload = new UploadTlsSocket(feed as unknown as net.Socket, options);
+    feed.readBy(upload);
+    secure = upload;
+  } else {
+    secure = new tls.TLSSocket(raw, options);
+  }
+  withStallTimeout(secure, o.stallTimeoutMs);
   const handshake = new Promise<Duplex>((resolve, reject) => {
     let settled = false;
     const fail = (reason: TlsFailureReason, error: FtpError) => {
@@ -53,6 +67,9 @@ export function openDataConnection(
     secure.once('secure', () => {
       clearTimeout(timer);
       if (policy.requireReuse && !secure.isSessionReused()) {
+        // Cut here, inside the handshake callback: the session ticket of this fresh handshake (encrypted under
+        // this session's keys) must never reach a client that could not resume, or it could resume next time.
+        secure.destroy();
         fail(
           'reuse_required',
           new FtpError(Code.NetworkProtocolNotSupported, 'TLS session of data connection must resume the control connection session'),

@@ -195,6 +195,8 @@ function readStart<T>(
     const timer = setTimeout(() => finish(() => reject(new ProxyHeaderError(`no ${what} within ${timeoutMs} ms`))), timeoutMs);
     socket.on('data', onData);
     socket.once('close', onClose);
+    // A socket accepted paused (pauseOnConnect: passive listeners) must be resumed explicitly to be read.
+    socket.resume();
   });
 }
 

@@ -48,6 +48,8 @@ export const Code = {
   PageTypeUnknown: 551,
   ExceededStorage: 552,
   FileNameNotAllowed: 553,
+  /** RFC 1123 §4.1.3.4 / RFC 3659: requested action not taken, e.g. an invalid REST offset. */
+  InvalidRestart: 554,
 } as const;
 
 export type ReplyCode = (typeof Code)[keyof typeof Code];

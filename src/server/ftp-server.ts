@@ -260,7 +260,8 @@ export class FtpServer {
       proxy: this.proxy,
       metrics: this.deps.metrics,
       pasvAddresses: this.deps.pasvAddresses,
-      openStorage: (account: Account) => new LocalFsStorage(account.homeDir, { followSymlinks: config.storage.followSymlinks }),
+      openStorage: (account: Account) =>
+        new LocalFsStorage(account.homeDir, { followSymlinks: config.storage.followSymlinks, fsync: config.storage.fsync }),
     });
     this.sessions.add(session);
     session.log.debug('connected');

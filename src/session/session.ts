@@ -529,6 +529,7 @@ export class Session implements CommandContext {
         log: this.log,
         foreignConnection: (from, port, via) =>
           this.deps.throttledLog.warn(`foreign:${from}`, this.log, { from, ...(via && { via }), port }, 'refused data connection from a foreign address'),
+        clientsWaitForTls: this.config.data.implicitTls,
         refused: (reason) => {
           this.metrics.passiveRefused(reason);
           const key = reason === 'exhausted' ? 'pasv:exhausted' : `pasv:${this.peer.address}`;
@@ -567,6 +568,7 @@ export class Session implements CommandContext {
       context: this.sessionTls().data,
       sessionIds: this.sessionTls().dataSessionIds,
       requireReuse: this.config.tls.requireSessionReuse,
+      strictEof: this.config.tls.strictEof,
       handshakeTimeoutMs: Math.min(this.config.tls.handshakeTimeoutSeconds, this.config.data.timeoutSeconds) * 1000,
       handshakeFailed: (reason) => this.metrics.tlsHandshakeFailed('data', reason),
     };

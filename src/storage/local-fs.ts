@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, type Dir, type Stats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
-import { addAbortSignal, type Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { entryPath, isErrno, lstatOrUndefined, Walk, type DirRef } from './confined-tree.js';
 import {
   mapFsError,
@@ -15,7 +13,6 @@ import {
 } from './storage.js';
 import { baseName, componentsOf, isClientName, joinVirtual, ROOT, type VirtualPath } from './virtual-path.js';
 
-const STREAM_BUFFER = 256 * 1024;
 /** The hidden file a `replace` upload writes before its rename; listings hide it, temp-sweeper.ts removes dead ones. */
 export const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
 const MAX_UNIQUE_TRIES = 1000;
@@ -64,21 +61,53 @@ async function openRegularFile(at: string, flags: number, mode?: number): Promis
   }
 }
 
-function createWriteStream(handle: FileHandle, start: number | undefined, signal: AbortSignal | undefined): Writable {
-  const stream = handle.createWriteStream({ highWaterMark: STREAM_BUFFER, start });
-  return signal ? addAbortSignal(signal, stream) : stream;
+/** Writes every byte of `chunks` at `position` (undefined: at the end, O_APPEND); writev may stop short. */
+async function writeAll(handle: FileHandle, chunks: readonly Buffer[], position: number | undefined): Promise<number> {
+  let pending = chunks.filter((c) => c.length > 0);
+  let written = 0;
+  while (pending.length > 0) {
+    const { bytesWritten } = await handle.writev(pending, position === undefined ? undefined : position + written);
+    written += bytesWritten;
+    let skip = bytesWritten;
+    while (pending.length > 0 && skip >= pending[0]!.length) skip -= pending.shift()!.length;
+    if (skip > 0) pending = [pending[0]!.subarray(skip), ...pending.slice(1)];
+  }
+  return written;
 }
 
-/** Ends the stream if the writer did not, and waits until its file descriptor is closed. */
-async function closeStream(stream: Writable): Promise<void> {
-  if (!stream.writableEnded && !stream.destroyed) stream.end();
-  await finished(stream);
-}
+/**
+ * The bytes of an upload going into an open file, in the order they come, one writev per call. Commit makes
+ * them durable first when asked to (fdatasync: data and size, what reading the file back needs).
+ */
+class FileWriter {
+  #position: number;
+  #closed = false;
 
-/** Destroys the stream and waits for its file descriptor to close; the stream's own error is not ours to report. */
-async function discardStream(stream: Writable): Promise<void> {
-  stream.destroy();
-  await finished(stream).catch(() => undefined);
+  constructor(
+    private readonly handle: FileHandle,
+    start: number,
+    /** O_APPEND: the kernel puts every write at the end. */
+    private readonly append: boolean,
+  ) {
+    this.#position = start;
+  }
+
+  write(chunks: readonly Buffer[]): Promise<void> {
+    return withMappedErrors(async () => {
+      this.#position += await writeAll(this.handle, chunks, this.append ? undefined : this.#position);
+    });
+  }
+
+  async finish(sync: boolean): Promise<void> {
+    if (sync) await this.handle.datasync();
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.handle.close();
+  }
 }
 
 /** Positional reads on an open handle, errors mapped. */
@@ -97,31 +126,39 @@ class LocalFileReader implements FileReader {
 /**
  * Writes go to a hidden temporary file that replaces the target in one rename, so a failed upload leaves the old
  * file intact. The walk holds the target's directory open until the upload is settled: the rename acts on that
- * directory, wherever it has been moved meanwhile.
+ * directory, wherever it has been moved meanwhile, and syncing it makes the rename durable.
  */
 class ReplaceUpload implements UploadTarget {
+  readonly startSize = 0;
   #settled = false;
 
   constructor(
-    readonly stream: Writable,
+    private readonly file: FileWriter,
     private readonly walk: Walk,
     private readonly dir: DirRef,
     private readonly tempName: string,
     private readonly targetName: string,
+    private readonly fsync: boolean,
     /** STOU's placeholder (its inode), removed on abort if it is still ours and empty. */
     private readonly placeholder?: number,
   ) {}
+
+  write(chunks: readonly Buffer[]): Promise<void> {
+    return this.file.write(chunks);
+  }
 
   async commit(): Promise<void> {
     if (this.#settled) throw new StorageError('io', 'Upload already finished');
     this.#settled = true;
     try {
-      await closeStream(this.stream);
+      // Data first, then the name: a crash at any point leaves either the old file or the whole new one.
+      await this.file.finish(this.fsync);
       await fs.rename(entryPath(this.dir, this.tempName), entryPath(this.dir, this.targetName));
+      if (this.fsync) await this.dir.handle.sync();
     } catch (err) {
-      await discardStream(this.stream);
+      await this.file.close().catch(() => undefined);
       await fs.rm(entryPath(this.dir, this.tempName), { force: true });
-      throw mapFsError(err);
+      throw toStorageError(err);
     } finally {
       await this.walk.close();
     }
@@ -131,7 +168,7 @@ class ReplaceUpload implements UploadTarget {
     if (this.#settled) return;
     this.#settled = true;
     try {
-      await discardStream(this.stream);
+      await this.file.close().catch(() => undefined);
       await withMappedErrors(() => fs.rm(entryPath(this.dir, this.tempName), { force: true }));
       if (this.placeholder !== undefined) await this.#freePlaceholder(this.placeholder);
     } finally {
@@ -149,14 +186,22 @@ class ReplaceUpload implements UploadTarget {
 
 /** Append and resume write in place: what reached the disk stays, whichever way the transfer ends. */
 class InPlaceUpload implements UploadTarget {
-  constructor(readonly stream: Writable) {}
+  constructor(
+    private readonly file: FileWriter,
+    readonly startSize: number,
+    private readonly fsync: boolean,
+  ) {}
+
+  write(chunks: readonly Buffer[]): Promise<void> {
+    return this.file.write(chunks);
+  }
 
   commit(): Promise<void> {
-    return withMappedErrors(() => closeStream(this.stream));
+    return withMappedErrors(() => this.file.finish(this.fsync));
   }
 
   abort(): Promise<void> {
-    return discardStream(this.stream);
+    return this.file.close().catch(() => undefined);
   }
 }
 
@@ -220,6 +265,8 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
 export interface LocalFsOptions {
   /** FOLLOW_SYMLINKS: follow symlinks whose target stays inside the home; false refuses every symlink. */
   readonly followSymlinks: boolean;
+  /** UPLOAD_FSYNC: commit() syncs the file (and a replaced file's directory) before it resolves. */
+  readonly fsync: boolean;
 }
 
 /**
@@ -231,7 +278,7 @@ export class LocalFsStorage implements StorageBackend {
 
   constructor(
     private readonly rootDir: string,
-    private readonly options: LocalFsOptions = { followSymlinks: true },
+    private readonly options: LocalFsOptions = { followSymlinks: true, fsync: true },
   ) {}
 
   stat(p: VirtualPath): Promise<FileStat> {
@@ -261,11 +308,8 @@ export class LocalFsStorage implements StorageBackend {
     });
   }
 
-  async openWrite(
-    p: VirtualPath,
-    o: { mode: 'replace' | 'append' | 'resume'; start?: number; signal?: AbortSignal },
-  ): Promise<UploadTarget> {
-    if (o.mode === 'replace') return this.#openReplace(p, o.signal);
+  async openWrite(p: VirtualPath, o: { mode: 'replace' | 'append' | 'resume'; start?: number }): Promise<UploadTarget> {
+    if (o.mode === 'replace') return this.#openReplace(p);
     return this.#within(async (walk) => {
       const { dir, name } = await walk.entry(componentsOf(p), true);
       const exists = (await lstatOrUndefined(entryPath(dir, name))) !== undefined;
@@ -274,14 +318,26 @@ export class LocalFsStorage implements StorageBackend {
         (o.mode === 'append' ? constants.O_WRONLY | constants.O_APPEND : constants.O_RDWR) |
         (exists ? 0 : constants.O_CREAT | constants.O_EXCL);
       const handle = await openRegularFile(entryPath(dir, name), flags);
-      if (o.mode === 'append') return new InPlaceUpload(createWriteStream(handle, undefined, o.signal));
-      const start = o.start ?? 0;
-      // Drop any old tail so the result is exactly the first `start` bytes plus what the client sends.
-      await handle.truncate(start).catch(async (err: unknown) => {
+      try {
+        const { size } = await handle.stat();
+        if (o.mode === 'append') return new InPlaceUpload(new FileWriter(handle, size, true), size, this.options.fsync);
+        const start = o.start ?? 0;
+        // Writing beyond the end would make a sparse file of any apparent size: the caller checks, this refuses.
+        if (start > size) throw new StorageError('invalid-offset');
+        // Drop any old tail so the result is exactly the first `start` bytes plus what the client sends.
+        await handle.truncate(start);
+        return new InPlaceUpload(new FileWriter(handle, start, false), start, this.options.fsync);
+      } catch (err) {
         await handle.close();
         throw err;
-      });
-      return new InPlaceUpload(createWriteStream(handle, start, o.signal));
+      }
+    });
+  }
+
+  freeSpace(dir: VirtualPath): Promise<number | undefined> {
+    return this.#within(async (walk) => {
+      const { bavail, bsize } = await fs.statfs(entryPath(await walk.directory(componentsOf(dir))));
+      return bavail * bsize;
     });
   }
 
@@ -325,11 +381,7 @@ export class LocalFsStorage implements StorageBackend {
     });
   }
 
-  openUnique(
-    dir: VirtualPath,
-    hint: string,
-    o: { signal?: AbortSignal },
-  ): Promise<{ path: VirtualPath; target: UploadTarget }> {
+  openUnique(dir: VirtualPath, hint: string): Promise<{ path: VirtualPath; target: UploadTarget }> {
     return this.#within(async (walk) => {
       const parent = await walk.directory(componentsOf(dir));
       // report.txt, report.1.txt, report.2.txt, … keeps the extension the client's file type depends on.
@@ -349,7 +401,7 @@ export class LocalFsStorage implements StorageBackend {
         const { ino } = await placeholder.stat();
         await placeholder.close();
         try {
-          return { path: candidate, target: await this.#openReplace(candidate, o.signal, ino) };
+          return { path: candidate, target: await this.#openReplace(candidate, ino) };
         } catch (err) {
           await fs.unlink(entryPath(parent, name)).catch(() => undefined);
           throw err;
@@ -360,7 +412,7 @@ export class LocalFsStorage implements StorageBackend {
   }
 
   /** A temporary file next to the target, renamed over it on commit; the walk stays open with the upload. */
-  async #openReplace(p: VirtualPath, signal: AbortSignal | undefined, placeholder?: number): Promise<UploadTarget> {
+  async #openReplace(p: VirtualPath, placeholder?: number): Promise<UploadTarget> {
     const walk = await withMappedErrors(() => this.#begin());
     try {
       const { dir, name } = await walk.entry(componentsOf(p), true);
@@ -370,7 +422,7 @@ export class LocalFsStorage implements StorageBackend {
       const tempName = `.ftps-upload-${randomBytes(8).toString('hex')}.tmp`;
       const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
       const handle = await openRegularFile(entryPath(dir, tempName), flags, previous?.isFile() ? previous.mode & 0o777 : 0o666);
-      return new ReplaceUpload(createWriteStream(handle, undefined, signal), walk, dir, tempName, name, placeholder);
+      return new ReplaceUpload(new FileWriter(handle, 0, false), walk, dir, tempName, name, this.options.fsync, placeholder);
     } catch (err) {
       await walk.close();
       throw toStorageError(err);

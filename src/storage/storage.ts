@@ -1,4 +1,3 @@
-import type { Writable } from 'node:stream';
 import type { VirtualPath } from './virtual-path.js';
 
 export interface FileStat {
@@ -21,6 +20,7 @@ export type StorageErrorKind =
   | 'quota'
   | 'invalid-name'
   | 'outside-root'
+  | 'invalid-offset'
   | 'io';
 
 // Client-safe wording: a message may reach an FTP reply, so it never names a real path or an errno.
@@ -36,6 +36,7 @@ const MESSAGES: Readonly<Record<StorageErrorKind, string>> = {
   'invalid-name': 'Invalid file name',
   // Same words as 'permission': a client learns nothing about where a symlink leads.
   'outside-root': 'Permission denied',
+  'invalid-offset': 'Restart offset is beyond the end of the file',
   io: 'Storage error',
 };
 
@@ -74,10 +75,7 @@ export function mapFsError(err: unknown): StorageError {
   return new StorageError(kind, MESSAGES[kind], { cause: err });
 }
 
-/**
- * The file tree a session works on. Every method rejects only with StorageError, and so does a FileReader.
- * Errors an upload stream emits later are raw Node errors: pass them through mapFsError.
- */
+/** The file tree a session works on. Every method rejects only with StorageError, and so do readers and targets. */
 export interface StorageBackend {
   stat(p: VirtualPath): Promise<FileStat>;
   /**
@@ -87,10 +85,8 @@ export interface StorageBackend {
   list(p: VirtualPath): Promise<DirectoryListing>;
   /** Opens a regular file for reading; the caller must close() the reader, whichever way the transfer ends. */
   openRead(p: VirtualPath): Promise<FileReader>;
-  openWrite(
-    p: VirtualPath,
-    o: { mode: 'replace' | 'append' | 'resume'; start?: number; signal?: AbortSignal },
-  ): Promise<UploadTarget>;
+  /** `resume` keeps the first `start` bytes and writes from there; `append` writes at the end. */
+  openWrite(p: VirtualPath, o: { mode: 'replace' | 'append' | 'resume'; start?: number }): Promise<UploadTarget>;
   mkdir(p: VirtualPath): Promise<void>;
   remove(p: VirtualPath, kind: 'file' | 'dir'): Promise<void>;
   rename(from: VirtualPath, to: VirtualPath): Promise<void>;
@@ -99,7 +95,9 @@ export interface StorageBackend {
    * For STOU: reserves a name in `dir` that did not exist (`hint`, else `stem.N.ext`) atomically, so that two
    * concurrent uploads never get the same one, and opens an upload to it; abort() frees the name again.
    */
-  openUnique(dir: VirtualPath, hint: string, o: { signal?: AbortSignal }): Promise<{ path: VirtualPath; target: UploadTarget }>;
+  openUnique(dir: VirtualPath, hint: string): Promise<{ path: VirtualPath; target: UploadTarget }>;
+  /** Bytes a new file may still take here, when the backend can tell (ALLO); undefined when it cannot. */
+  freeSpace(dir: VirtualPath): Promise<number | undefined>;
 }
 
 /** A directory being listed: iterate it once; close() releases it (also when it was never iterated). */
@@ -119,11 +117,14 @@ export interface FileReader {
 }
 
 /**
- * An upload in progress: write to `stream`, then commit() makes it visible atomically; abort() discards it.
- * Call one of them when the transfer ends, also when the stream failed.
+ * An upload in progress. write() the bytes in order (one call at a time), then commit() makes the file complete
+ * and durable (UPLOAD_FSYNC) — a `replace` upload appears under its name only then, in one step — or abort()
+ * discards it (a replaced file keeps its old content; in-place writes stay). Call one of them, always.
  */
 export interface UploadTarget {
-  readonly stream: Writable;
+  /** The size the file has before this upload's first byte (what resume keeps, what append adds to). */
+  readonly startSize: number;
+  write(chunks: readonly Buffer[]): Promise<void>;
   commit(): Promise<void>;
   abort(): Promise<void>;
 }

@@ -31,7 +31,10 @@ const errors = (srv: RunningServer) => srv.logs.filter((l) => l.level === 50).ma
 async function freshDataFingerprint(c: RawFtpClient): Promise<string | undefined> {
   const data = await c.openPassive({ tls: true, resume: false });
   const listing = readAll(data);
+  const secure = new Promise((resolve) => data.once('secureConnect', resolve));
   expect((await c.send('NLST')).code).toBe(150);
+  // The server starts TLS once it knows the transfer, so the handshake may complete after the 150.
+  await secure;
   const fingerprint = fingerprintOf(data);
   await listing;
   expect((await c.read()).code).toBe(226);

@@ -707,31 +707,28 @@ describe('sequence fuzzer: random and mutated command sequences, several connect
         if (action === 'drop') raw.destroy();
         else if (action === 'rst') raw.resetAndDestroy();
         else if (action === 'garbage') raw.end(Buffer.from(command ?? 'x'));
-        else {
+        else if (action === 'tls-drop') {
+          // A ClientHello, then gone: the server starts TLS only for a transfer command, so it never completes.
           const data = tls.connect({ socket: raw, host: '127.0.0.1', session: control.tlsSession, rejectUnauthorized: false });
           data.on('error', () => undefined);
-          const secured = await new Promise<boolean>((resolve) => {
-            data.once('secureConnect', () => resolve(true));
-            data.once('error', () => resolve(false));
-            data.once('close', () => resolve(false));
-          });
-          if (action === 'tls-drop' || !secured) {
+          setTimeout(() => data.destroy(), 5);
+        } else {
+          // tls-use: the command first (the server starts TLS for it), then read what comes; an upload sends some
+          // bytes and closes properly.
+          const data = tls.connect({ socket: raw, host: '127.0.0.1', session: control.tlsSession, rejectUnauthorized: false });
+          data.on('error', () => undefined);
+          const chunks: Buffer[] = [];
+          data.on('data', (c: Buffer) => chunks.push(c));
+          sendCommand();
+          if (command && /^(STOR|APPE|STOU)/i.test(command.toString('latin1'))) data.end(Buffer.alloc(1000 + (port % 5000), 0x42));
+          after.push(async () => {
+            await closedWithin(data, 2000);
             data.destroy();
-          } else {
-            // tls-use: the command, then read what comes; an upload sends some bytes and closes properly.
-            const chunks: Buffer[] = [];
-            data.on('data', (c: Buffer) => chunks.push(c));
-            sendCommand();
-            if (command && /^(STOR|APPE|STOU)/i.test(command.toString('latin1'))) data.end(Buffer.alloc(1000 + (port % 5000), 0x42));
-            after.push(async () => {
-              await closedWithin(data, 2000);
-              data.destroy();
-              const text = Buffer.concat(chunks).toString('latin1');
-              if (text.includes(server.root)) throw new Error(`data connection shows the real root: ${clip(text)}`);
-              if (/\.ftps-upload-/.test(text)) throw new Error(`a listing shows a temporary upload file: ${clip(text)}`);
-            });
-            return;
-          }
+            const text = Buffer.concat(chunks).toString('latin1');
+            if (text.includes(server.root)) throw new Error(`data connection shows the real root: ${clip(text)}`);
+            if (/\.ftps-upload-/.test(text)) throw new Error(`a listing shows a temporary upload file: ${clip(text)}`);
+          });
+          return;
         }
         sendCommand();
       }

@@ -30,9 +30,10 @@ function received(socket: net.Socket): Promise<Buffer> {
  * the socket is closed, isSessionReused() says null). Call it right after the TCP connect.
  */
 function resumed(socket: tls.TLSSocket): Promise<boolean> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     socket.once('secureConnect', () => resolve(socket.isSessionReused()));
-    socket.once('error', reject);
+    // A handshake the server cut (522) resumed nothing.
+    socket.once('error', () => resolve(false));
   });
 }
 

@@ -137,7 +137,7 @@ describe('restart, append and unique names', () => {
     expect((await c.send('REST 100000')).code).toBe(350);
     expect((await download(c, 'RETR rest.bin')).bytes.length).toBe(0);
     expect((await c.send('REST 100001')).code).toBe(350);
-    expect((await download(c, 'RETR rest.bin')).final.code).toBe(501);
+    expect((await download(c, 'RETR rest.bin')).final.code).toBe(554);
   });
 
   it('REST + STOR writes in place from the offset (resumed upload)', async () => {

@@ -4,8 +4,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalFsStorage } from '../../../src/storage/local-fs.js';
 import type { FileReader, FileStat, StorageBackend, StorageErrorKind, UploadTarget } from '../../../src/storage/storage.js';
@@ -49,14 +47,12 @@ async function listAll(backend: StorageBackend, p: VirtualPath): Promise<FileSta
 }
 
 async function upload(target: UploadTarget, data: string | Buffer): Promise<void> {
-  await pipeline(Readable.from([Buffer.from(data)]), target.stream);
+  await target.write([Buffer.from(data)]);
   await target.commit();
 }
 
-/** Writes without ending, and waits until the bytes reached the file. */
-function writeChunk(stream: Writable, data: string): Promise<void> {
-  return new Promise((resolve, reject) => stream.write(data, (err) => (err ? reject(err) : resolve())));
-}
+/** Writes without committing. */
+const writeChunk = (target: UploadTarget, data: string): Promise<void> => target.write([Buffer.from(data)]);
 
 const baseNameOf = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
@@ -127,7 +123,7 @@ describe('containment', () => {
     it('is refused for mkdir, setModifiedTime and openUnique', async () => {
       await expectKind(storage.mkdir(vp(`/etc/${probe}`)), 'outside-root');
       await expectKind(storage.setModifiedTime(vp('/hostname'), new Date(0)), 'outside-root');
-      await expectKind(storage.openUnique(vp('/etc'), probe, {}), 'outside-root');
+      await expectKind(storage.openUnique(vp('/etc'), probe), 'outside-root');
       expect(existsSync(path.join('/etc', probe))).toBe(false);
     });
 
@@ -227,7 +223,7 @@ describe('containment', () => {
   });
 
   it('with FOLLOW_SYMLINKS=false, refuses every symlink but lists and removes them as links', async () => {
-    const strict = new LocalFsStorage(root, { followSymlinks: false });
+    const strict = new LocalFsStorage(root, { followSymlinks: false, fsync: true });
     await fs.symlink('docs', path.join(root, 'docs-link'));
     await fs.symlink('docs/a.txt', path.join(root, 'a-link'));
     await expectKind(listAll(strict, vp('/docs-link')), 'outside-root');
@@ -264,7 +260,7 @@ describe('atomic replace', () => {
 
   it('hides the temporary file from list() while the upload runs', async () => {
     const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
-    await writeChunk(target.stream, 'partial');
+    await writeChunk(target, 'partial');
     const temps = await tempFiles();
     expect(temps).toHaveLength(1);
     expect(temps[0]).toMatch(/^\.ftps-upload-[0-9a-f]{16}\.tmp$/);
@@ -276,40 +272,24 @@ describe('atomic replace', () => {
 
   it('keeps the old content after abort()', async () => {
     const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
-    await writeChunk(target.stream, 'half of the new');
+    await writeChunk(target, 'half of the new');
     await target.abort();
     expect(await onDisk('f.txt')).toBe('old content');
     expect(await tempFiles()).toEqual([]);
   });
 
-  it('keeps the old content after a stream error, also when commit() is called', async () => {
+  it('writes many chunks in one call, in order, and refuses a commit after abort', async () => {
+    const parts = Array.from({ length: 300 }, (_, i) => Buffer.from(`part ${i};`));
     const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
-    const failing = Readable.from(
-      (async function* () {
-        yield Buffer.from('new data that never finishes');
-        throw new Error('connection reset');
-      })(),
-    );
-    await expect(pipeline(failing, target.stream)).rejects.toThrow('connection reset');
-    await expectKind(target.commit(), 'io');
-    expect(await onDisk('f.txt')).toBe('old content');
-    expect(await tempFiles()).toEqual([]);
-  });
-
-  it('stops on the AbortSignal and keeps the old content', async () => {
-    const controller = new AbortController();
-    const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace', signal: controller.signal });
-    const endless = Readable.from(
-      (function* () {
-        for (let i = 0; ; i++) {
-          if (i === 3) controller.abort();
-          yield Buffer.alloc(64 * 1024, 'n');
-        }
-      })(),
-    );
-    await expect(pipeline(endless, target.stream)).rejects.toMatchObject({ name: 'AbortError' });
-    await target.abort();
-    expect(await onDisk('f.txt')).toBe('old content');
+    await target.write(parts.slice(0, 150));
+    await target.write(parts.slice(150));
+    await target.commit();
+    expect(await onDisk('f.txt')).toBe(Buffer.concat(parts).toString());
+    const aborted = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
+    await writeChunk(aborted, 'never');
+    await aborted.abort();
+    await expectKind(aborted.commit(), 'io');
+    expect(await onDisk('f.txt')).toBe(Buffer.concat(parts).toString());
     expect(await tempFiles()).toEqual([]);
   });
 
@@ -344,6 +324,18 @@ describe('append and resume', () => {
     expect(await onDisk('part.bin')).toBe('0123AB');
   });
 
+  it('tells the size the upload starts from, and refuses a resume beyond the end', async () => {
+    await fs.writeFile(path.join(root, 'ten.bin'), '0123456789');
+    const append = await storage.openWrite(vp('/ten.bin'), { mode: 'append' });
+    expect(append.startSize).toBe(10);
+    await append.abort();
+    const resume = await storage.openWrite(vp('/ten.bin'), { mode: 'resume', start: 4 });
+    expect(resume.startSize).toBe(4);
+    await resume.abort();
+    await expectKind(storage.openWrite(vp('/ten.bin'), { mode: 'resume', start: 11 }), 'invalid-offset');
+    expect((await fs.stat(path.join(root, 'ten.bin'))).size).toBe(4);
+  });
+
   it('resumes into a file that does not exist yet', async () => {
     await upload(await storage.openWrite(vp('/fresh.bin'), { mode: 'resume', start: 0 }), 'xyz');
     expect(await onDisk('fresh.bin')).toBe('xyz');
@@ -352,7 +344,7 @@ describe('append and resume', () => {
   it('keeps what was written in place when aborted', async () => {
     await fs.writeFile(path.join(root, 'log.txt'), 'a');
     const target = await storage.openWrite(vp('/log.txt'), { mode: 'append' });
-    await writeChunk(target.stream, 'b');
+    await writeChunk(target, 'b');
     await target.abort();
     expect(await onDisk('log.txt')).toBe('ab');
   });
@@ -482,7 +474,7 @@ describe('directory operations and error mapping', () => {
   });
 
   it('reserves unique names that keep the extension, atomically', async () => {
-    const unique = async (dir: VirtualPath, hint: string) => (await storage.openUnique(dir, hint, {}));
+    const unique = async (dir: VirtualPath, hint: string) => (await storage.openUnique(dir, hint));
     const first = await unique(ROOT, 'report.txt');
     expect(first.path).toBe('/report.txt');
     // Reserved before any byte arrives: a second upload cannot get the same name.
@@ -492,20 +484,20 @@ describe('directory operations and error mapping', () => {
     await upload(first.target, 'one');
     expect([await onDisk('report.txt'), await onDisk('report.1.txt')]).toEqual(['one', 'two']);
     expect((await unique(vp('/docs'), 'a.txt')).path).toBe('/docs/a.1.txt');
-    await expectKind(storage.openUnique(ROOT, '../escape', {}), 'invalid-name');
-    await expectKind(storage.openUnique(vp('/missing'), 'x', {}), 'not-found');
+    await expectKind(storage.openUnique(ROOT, '../escape'), 'invalid-name');
+    await expectKind(storage.openUnique(vp('/missing'), 'x'), 'not-found');
   });
 
   it('frees a reserved unique name when its upload is aborted', async () => {
-    const { path: name, target } = await storage.openUnique(ROOT, 'gone.txt', {});
-    await writeChunk(target.stream, 'partial');
+    const { path: name, target } = await storage.openUnique(ROOT, 'gone.txt');
+    await writeChunk(target, 'partial');
     await target.abort();
     expect(existsSync(path.join(root, baseNameOf(name)))).toBe(false);
     expect(await tempFiles()).toEqual([]);
   });
 
   it('gives 20 concurrent reservations 20 different names', async () => {
-    const reserved = await Promise.all(Array.from({ length: 20 }, () => storage.openUnique(ROOT, 'same.bin', {})));
+    const reserved = await Promise.all(Array.from({ length: 20 }, () => storage.openUnique(ROOT, 'same.bin')));
     expect(new Set(reserved.map((r) => r.path)).size).toBe(20);
     await Promise.all(reserved.map((r) => r.target.abort()));
   });
