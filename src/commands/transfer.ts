@@ -1,8 +1,9 @@
+import type net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { toNetworkAscii } from '../data/ascii.js';
 import type { DataConnection, PendingDataChannel } from '../data/data-channel.js';
-import { copyFileToSocket, LinesReader, readerToStream } from '../data/file-copy.js';
+import { bufferSizeFor, copyFileToSocket, LinesReader, readerToStream } from '../data/file-copy.js';
 import { TlsTruncatedError } from '../data/raw-feed.js';
 import { receiveUpload } from '../data/upload-receiver.js';
 import type { TransferDirection, TransferResult } from '../observability/metrics.js';
@@ -16,7 +17,14 @@ const LISTING_BUFFER = 64 * 1024;
 
 /** What a transfer moves. `file` and `target` belong to the transfer from then on: it closes or settles them. */
 export type TransferBody =
-  | { readonly kind: 'file'; readonly file: FileReader; readonly start: number; readonly ascii: boolean }
+  | {
+      readonly kind: 'file';
+      readonly file: FileReader;
+      readonly start: number;
+      /** The file's size when the transfer began (sizes the copy buffers). */
+      readonly size: number;
+      readonly ascii: boolean;
+    }
   | { readonly kind: 'listing'; readonly lines: AsyncIterable<string>; readonly release: () => Promise<void> }
   | {
       readonly kind: 'upload';
@@ -113,7 +121,7 @@ async function runTransfer(
  * Moves the body's bytes over the data socket; `count` sees file bytes (before any ASCII conversion).
  * Rejects with a StorageError when the file or upload target failed, with anything else when the network did.
  */
-async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, count: (bytes: number) => void): Promise<void> {
+async function move(body: TransferBody, socket: net.Socket, signal: AbortSignal, count: (bytes: number) => void): Promise<void> {
   switch (body.kind) {
     case 'listing': {
       await copyFileToSocket(new LinesReader(body.lines), 0, socket, signal, count, LISTING_BUFFER);
@@ -122,7 +130,7 @@ async function move(body: TransferBody, socket: Duplex, signal: AbortSignal, cou
     }
     case 'file': {
       if (!body.ascii) {
-        await copyFileToSocket(body.file, body.start, socket, signal, count);
+        await copyFileToSocket(body.file, body.start, socket, signal, count, bufferSizeFor(body.size - body.start));
         await endAndFlush(socket, signal);
         return;
       }

@@ -36,7 +36,7 @@ export const retr = defineCommand({
           opening: `Opening ${modeName(ctx)} mode data connection for ${baseName(path)} (${stat.size - start} bytes)`,
           success: 'Transfer complete',
         },
-        body: { kind: 'file', file: await ctx.storage().openRead(path), start, ascii: isAscii(ctx) },
+        body: { kind: 'file', file: await ctx.storage().openRead(path), start, size: stat.size, ascii: isAscii(ctx) },
       };
     });
   },

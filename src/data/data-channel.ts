@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import type net from 'node:net';
 
 /** What the transfer does with its data connection: protected uploads read it differently (raw-feed.ts). */
 export type TransferPurpose = 'upload' | 'download';
@@ -7,7 +7,7 @@ export type TransferPurpose = 'upload' | 'download';
 export interface DataConnection {
   readonly protected: boolean;
   /** Resolves with the stream to transfer on once TLS (if any) is established and checked. */
-  ready(): Promise<Duplex>;
+  ready(): Promise<net.Socket>;
   /** Ends the connection gracefully after a transfer (TLS close_notify, then FIN). */
   finish(): Promise<void>;
   destroy(): void;

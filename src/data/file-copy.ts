@@ -4,6 +4,15 @@ import type { FileReader } from '../storage/storage.js';
 const BUFFER_COUNT = 2;
 /** Per buffer, for files; a listing, far smaller and produced line by line, passes its own. */
 const FILE_BUFFER_SIZE = 512 * 1024;
+const MIN_BUFFER_SIZE = 16 * 1024;
+
+/**
+ * Buffers no larger than the file: a small download needs no 1 MiB of them (each allocation counts towards V8's
+ * next full collection; see upload-receiver.ts).
+ */
+export function bufferSizeFor(bytes: number): number {
+  return Math.min(FILE_BUFFER_SIZE, Math.max(MIN_BUFFER_SIZE, Math.ceil(bytes / MIN_BUFFER_SIZE) * MIN_BUFFER_SIZE));
+}
 // TYPE A downloads are rare and go through a byte-by-byte transform anyway: plain allocation is good enough there.
 const STREAM_CHUNK = 64 * 1024;
 

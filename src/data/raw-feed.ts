@@ -24,7 +24,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 
 /** Bytes per read from the TCP socket; the TLS layer copies them out at once, so one buffer serves every read. */
-const READ_BUFFER = 256 * 1024;
+const READ_BUFFER = 64 * 1024;
 
 /** The TLS stream of an upload ended with a bare TCP FIN, without close_notify. */
 export class TlsTruncatedError extends Error {

@@ -1,5 +1,4 @@
 import type net from 'node:net';
-import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { Code } from '../protocol/replies.js';
 import { handshakeFailureReason, type TlsFailureReason } from '../observability/metrics.js';
@@ -50,7 +49,7 @@ export function openDataConnection(
     secure = new tls.TLSSocket(raw, options);
   }
   withStallTimeout(secure, o.stallTimeoutMs);
-  const handshake = new Promise<Duplex>((resolve, reject) => {
+  const handshake = new Promise<net.Socket>((resolve, reject) => {
     let settled = false;
     const fail = (reason: TlsFailureReason, error: FtpError) => {
       clearTimeout(timer);
