@@ -39,9 +39,13 @@ export interface Config {
     readonly pathsExplicit: boolean;
     readonly keyPassphrase: string | undefined;
     readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+    /** TLS_MAX_VERSION: for clients whose TLS 1.3 resumption is broken. */
+    readonly maxVersion: 'TLSv1.2' | 'TLSv1.3';
     /** TLS_CIPHERS: OpenSSL cipher list for TLS 1.2 (ECDHE + AEAD by default). */
     readonly ciphers: string;
     readonly requireSessionReuse: boolean;
+    /** TLS_SESSION_REUSE_EXEMPT_CIDRS: clients whose data connections need not resume their control session. */
+    readonly sessionReuseExemptCidrs: readonly string[];
     /** TLS_CLIENT_CA_PATH: CA that signs accepted client certificates. */
     readonly clientCaPath: string | undefined;
     /** TLS_CLIENT_AUTH: whether clients must (required) or may (optional) present a certificate. */
@@ -60,6 +64,8 @@ export interface Config {
     readonly fsync: boolean;
     /** MAX_UPLOAD_BYTES: the largest file an upload may make; undefined = no limit. */
     readonly maxUploadBytes: number | undefined;
+    /** STATE_DIR: the generated password hash and self-signed pair, outside every FTP root. */
+    readonly stateDir: string;
   };
   readonly auth: {
     readonly user: string | undefined;

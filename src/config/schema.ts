@@ -97,8 +97,10 @@ const variables = z.object({
   TLS_KEY_PATH: text.optional(),
   TLS_KEY_PASSPHRASE: text.optional(),
   TLS_MIN_VERSION: oneOf(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  TLS_MAX_VERSION: oneOf(['TLSv1.2', 'TLSv1.3']).default('TLSv1.3'),
   TLS_CIPHERS: text.default(INTERMEDIATE_TLS12_CIPHERS),
   TLS_REQUIRE_SESSION_REUSE: bool.default(true),
+  TLS_SESSION_REUSE_EXEMPT_CIDRS: addressList.optional(),
   TLS_CLIENT_CA_PATH: text.optional(),
   TLS_CLIENT_AUTH: oneOf(['none', 'optional', 'required']).default('none'),
   TLS_HANDSHAKE_TIMEOUT_SECONDS: seconds.default(10),
@@ -118,6 +120,7 @@ const variables = z.object({
 
   FTP_ROOT: absolutePath.default('/data'),
   FOLLOW_SYMLINKS: bool.default(true),
+  STATE_DIR: absolutePath.default('/var/lib/ftps-gateway'),
   UPLOAD_FSYNC: bool.default(true),
   // Unset: no limit.
   MAX_UPLOAD_BYTES: count.optional(),
@@ -190,6 +193,10 @@ const pasvRange = rule(['PASV_MIN_PORT', 'PASV_MAX_PORT'], ({ PASV_MIN_PORT: min
   }
 });
 
+const tlsVersions = rule(['TLS_MIN_VERSION', 'TLS_MAX_VERSION'], ({ TLS_MIN_VERSION: min, TLS_MAX_VERSION: max }, ctx) => {
+  if (min > max) ctx.addIssue({ code: 'custom', path: ['TLS_MIN_VERSION'], message: `must not be above TLS_MAX_VERSION (${min} > ${max})` });
+});
+
 const proxyNeedsTrust = rule(['PROXY_PROTOCOL', 'PROXY_TRUSTED_CIDRS'], (vars, ctx) => {
   if (vars.PROXY_PROTOCOL !== 'off' && vars.PROXY_TRUSTED_CIDRS === undefined) {
     ctx.addIssue({
@@ -228,14 +235,22 @@ function toConfig(v: Variables): Config {
       pathsExplicit: v.TLS_CERT_PATH !== undefined || v.TLS_KEY_PATH !== undefined,
       keyPassphrase: v.TLS_KEY_PASSPHRASE,
       minVersion: v.TLS_MIN_VERSION,
+      maxVersion: v.TLS_MAX_VERSION,
       ciphers: v.TLS_CIPHERS,
       requireSessionReuse: v.TLS_REQUIRE_SESSION_REUSE,
+      sessionReuseExemptCidrs: v.TLS_SESSION_REUSE_EXEMPT_CIDRS ?? [],
       clientCaPath: v.TLS_CLIENT_CA_PATH,
       clientAuth: v.TLS_CLIENT_AUTH,
       handshakeTimeoutSeconds: v.TLS_HANDSHAKE_TIMEOUT_SECONDS,
       strictEof: v.TLS_STRICT_EOF,
     },
-    storage: { root: v.FTP_ROOT, followSymlinks: v.FOLLOW_SYMLINKS, fsync: v.UPLOAD_FSYNC, maxUploadBytes: v.MAX_UPLOAD_BYTES },
+    storage: {
+      root: v.FTP_ROOT,
+      followSymlinks: v.FOLLOW_SYMLINKS,
+      fsync: v.UPLOAD_FSYNC,
+      maxUploadBytes: v.MAX_UPLOAD_BYTES,
+      stateDir: v.STATE_DIR,
+    },
     auth: {
       user: v.FTP_USER,
       password: v.FTP_PASSWORD,
@@ -276,6 +291,7 @@ export const envSchema = z.preprocess(
       bothOrNeither('DATA_TLS_CERT_PATH', 'DATA_TLS_KEY_PATH'),
       bothOrNeither('FTP_USER', 'FTP_PASSWORD'),
       pasvRange,
+      tlsVersions,
       clientAuthNeedsCa,
       proxyNeedsTrust,
     )
