@@ -126,7 +126,8 @@ export class FileUserStore implements UserStore {
     this.users = new Map(
       [...users].map(([name, user]) => {
         const old = before.get(name)?.account;
-        const same = old !== undefined && old.homeDir === user.account.homeDir && old.writable === user.account.writable;
+        const same = old !== undefined && old.homeDir === user.account.homeDir && old.writable === user.account.writable &&
+          old.sessionReuseExempt === user.account.sessionReuseExempt;
         const current = () => {
           const now = this.users.get(name);
           return now && !now.disabled ? now.account : undefined;

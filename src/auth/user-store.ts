@@ -8,6 +8,8 @@ export interface Account {
   /** Absolute directory on the server that is the user's "/". */
   readonly homeDir: string;
   readonly writable: boolean;
+  /** Its data connections need not resume the control TLS session (reuse-policy.ts); absent = the server's rule. */
+  readonly sessionReuseExempt?: boolean;
   /**
    * The account as its source has it now (a reloaded users file): the same object while unchanged, undefined once
    * removed or disabled. Sessions ask before every command. Absent for sources whose accounts never change.

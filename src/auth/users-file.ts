@@ -27,7 +27,7 @@ export interface UsersFileOptions {
   readonly anonymousRoot?: string | undefined;
 }
 
-export const USERS_FILE_FORMAT = 'name:[!]password-hash:home:permissions[:allowed-cidrs]';
+export const USERS_FILE_FORMAT = 'name:[!]password-hash:home:rw|ro[,reuse=optional][:allowed-cidrs]';
 
 /** Thrown by the field parsers; one per line, reported with the line number. */
 class BadLine extends Error {}
@@ -35,7 +35,7 @@ class BadLine extends Error {}
 const quote = (s: string): string => JSON.stringify(s);
 
 /**
- * `name:password-hash:home:permissions[:allowed-cidrs]` per line; `#` comments and blank lines are skipped,
+ * `name:password-hash:home:rw|ro[,options][:allowed-cidrs]` per line; `#` comments and blank lines are skipped,
  * CRLF is fine. Everything after the fourth colon is the address list, so IPv6 entries need no escaping.
  * Problem texts never contain a hash.
  */
@@ -74,9 +74,9 @@ function parseLine(line: string, options: UsersFileOptions): FileUser {
   const disabled = hashField!.startsWith('!');
   const hash = parseHash(disabled ? hashField!.slice(1) : hashField!);
   const homeDir = parseHome(homeField!, options);
-  const writable = parsePermissions(permissionsField);
+  const { writable, sessionReuseExempt } = parseOptions(permissionsField);
   const allowedFrom = rest.length === 0 ? undefined : parseAllowList(rest.join(':'));
-  return { account: { name, homeDir, writable }, hash, disabled, allowedFrom };
+  return { account: { name, homeDir, writable, ...(sessionReuseExempt && { sessionReuseExempt }) }, hash, disabled, allowedFrom };
 }
 
 function parseName(name: string, options: UsersFileOptions): string {
@@ -110,10 +110,16 @@ export function isWithin(dir: string, inner: string): boolean {
   return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }
 
-function parsePermissions(text: string): boolean {
-  if (text === 'rw') return true;
-  if (text === 'ro') return false;
-  throw new BadLine(`unknown permissions ${quote(text)} (rw or ro)`);
+/** `rw` or `ro`, then options: `reuse=optional` exempts the user's data connections from session reuse. */
+function parseOptions(text: string): { writable: boolean; sessionReuseExempt: boolean } {
+  const [permissions, ...options] = text.split(',');
+  if (permissions !== 'rw' && permissions !== 'ro') throw new BadLine(`unknown permissions ${quote(permissions!)} (rw or ro)`);
+  let sessionReuseExempt = false;
+  for (const option of options) {
+    if (option === 'reuse=optional') sessionReuseExempt = true;
+    else if (option !== 'reuse=required') throw new BadLine(`unknown option ${quote(option)} (reuse=optional or reuse=required)`);
+  }
+  return { writable: permissions === 'rw', sessionReuseExempt };
 }
 
 /** Comma-separated addresses and CIDRs, IPv4 and IPv6. */

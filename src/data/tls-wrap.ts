@@ -4,6 +4,7 @@ import { Code } from '../protocol/replies.js';
 import { handshakeFailureReason, type TlsFailureReason } from '../observability/metrics.js';
 import { FtpError } from '../protocol/errors.js';
 import type { DataConnection, TransferPurpose } from './data-channel.js';
+import { REUSE_REQUIRED_TEXT } from '../tls/reuse-policy.js';
 import { RawFeed, UploadTlsSocket } from './raw-feed.js';
 
 export interface DataTlsPolicy {
@@ -13,6 +14,8 @@ export interface DataTlsPolicy {
   readonly sessionIds: net.Server;
   /** The handshake must resume this session's control TLS session. */
   readonly requireReuse: boolean;
+  /** SessionTlsContexts.renewTicketOnResume of this session. */
+  readonly renewTicketOnResume: (on: boolean) => void;
   /** TLS_STRICT_EOF: an upload must end with close_notify (raw-feed.ts); a bare FIN fails it. */
   readonly strictEof: boolean;
   /** TLS_HANDSHAKE_TIMEOUT_SECONDS, at most DATA_TIMEOUT_SECONDS. */
@@ -39,6 +42,7 @@ export function openDataConnection(
     return plainConnection(withStallTimeout(raw, o.stallTimeoutMs));
   }
   const options = { isServer: true, secureContext: policy.context, server: policy.sessionIds };
+  policy.renewTicketOnResume(o.purpose === 'download');
   let secure: tls.TLSSocket;
   if (o.purpose === 'upload' && policy.strictEof) {
     const feed = o.feed ?? RawFeed.adopt(raw);
@@ -71,7 +75,7 @@ export function openDataConnection(
         secure.destroy();
         fail(
           'reuse_required',
-          new FtpError(Code.NetworkProtocolNotSupported, 'TLS session of data connection must resume the control connection session'),
+          new FtpError(Code.NetworkProtocolNotSupported, REUSE_REQUIRED_TEXT),
         );
         return;
       }

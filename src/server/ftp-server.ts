@@ -16,6 +16,7 @@ import { Session } from '../session/session.js';
 import { LocalFsStorage } from '../storage/local-fs.js';
 import { sweepPeriodically } from '../storage/temp-sweeper.js';
 import type { CertificateReloader } from '../tls/certificate-reloader.js';
+import { SessionReusePolicy } from '../tls/reuse-policy.js';
 import type { TlsContextFactory } from '../tls/session-contexts.js';
 import { ConnectionLimiter } from './connection-limiter.js';
 import { HttpEndpoint } from './http-endpoint.js';
@@ -62,6 +63,7 @@ export class FtpServer {
   private readonly logins: LoginBans;
   /** PROXY_PROTOCOL and PROXY_TRUSTED_CIDRS; undefined when off. */
   private readonly proxy: ProxyPolicy | undefined;
+  private readonly reusePolicy: SessionReusePolicy;
   private sessionsOpened = 0;
   private readonly refused = { banned: 0, overLimit: 0 };
   /** /healthz, /readyz and /metrics; none when HTTP_PORT=0. */
@@ -82,6 +84,7 @@ export class FtpServer {
     // A proxy sends its header at once on connecting: the handshake bound covers it, as it covers TLS set-up.
     const headerTimeoutMs = config.tls.handshakeTimeoutSeconds * 1000;
     this.proxy = versions === 'off' ? undefined : new ProxyPolicy({ versions, trustedCidrs, timeoutMs: headerTimeoutMs });
+    this.reusePolicy = new SessionReusePolicy(config.tls);
     this.listener = net.createServer((socket) => this.onConnection(socket));
     this.listener.on('error', (err) => deps.log.error({ err }, 'listener error'));
     deps.metrics.observe(() => ({ ...this.stats, certificates: deps.tls.current }));
@@ -253,6 +256,7 @@ export class FtpServer {
       commands: this.commands,
       users: this.deps.users,
       tls: this.deps.tls,
+      reusePolicy: this.reusePolicy,
       logins: this.logins,
       ports: this.ports,
       throttledLog: this.throttledLog,

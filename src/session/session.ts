@@ -22,6 +22,7 @@ import { Code, isStreamed, reply, type AnyReply, type Reply } from '../protocol/
 import type { StorageBackend } from '../storage/storage.js';
 import { ROOT } from '../storage/virtual-path.js';
 import { ClientCertificateRefused, clientAuthOptions, verifyClientCertificate } from '../tls/client-certificates.js';
+import type { SessionReusePolicy } from '../tls/reuse-policy.js';
 import type { SessionTlsContexts, TlsContextFactory } from '../tls/session-contexts.js';
 import { ControlChannel } from './control-channel.js';
 
@@ -57,6 +58,7 @@ export interface SessionDeps {
   readonly commands: CommandRegistry;
   readonly users: UserStore;
   readonly tls: TlsContextFactory;
+  readonly reusePolicy: SessionReusePolicy;
   readonly logins: LoginFailures;
   readonly ports: PortPool;
   /** Warnings a client can repeat at will (foreign data connections, refused PASV), one per address per minute. */
@@ -567,7 +569,8 @@ export class Session implements CommandContext {
     return {
       context: this.sessionTls().data,
       sessionIds: this.sessionTls().dataSessionIds,
-      requireReuse: this.config.tls.requireSessionReuse,
+      requireReuse: this.deps.reusePolicy.requiredFor(this.peer.address, this.state.account),
+      renewTicketOnResume: (on) => this.sessionTls().renewTicketOnResume(on),
       strictEof: this.config.tls.strictEof,
       handshakeTimeoutMs: Math.min(this.config.tls.handshakeTimeoutSeconds, this.config.data.timeoutSeconds) * 1000,
       handshakeFailed: (reason) => this.metrics.tlsHandshakeFailed('data', reason),

@@ -38,7 +38,7 @@ interface PairSource {
   readonly fallback?: () => Promise<{ cert: string; key: string }>;
 }
 
-type Checks = Pick<TlsContextOptions, 'minVersion' | 'ciphers'> & { readonly passphrase: string | undefined };
+type Checks = Pick<TlsContextOptions, 'minVersion' | 'maxVersion' | 'ciphers'> & { readonly passphrase: string | undefined };
 
 /**
  * Reads and validates the control certificate and key (a self-signed pair when the default files are absent),
@@ -50,6 +50,7 @@ export async function loadTlsMaterial(config: Config): Promise<TlsPair> {
   const problems: string[] = [];
   const checks: Checks = {
     minVersion: config.tls.minVersion,
+    maxVersion: config.tls.maxVersion,
     ciphers: checkedCiphers(config.tls, problems),
     passphrase: config.tls.keyPassphrase,
   };

@@ -42,25 +42,38 @@ export interface SessionTlsContexts {
   readonly controlSessionIds: net.Server;
   /** The `server` option of data connections' TLSSockets: resumes those IDs only. */
   readonly dataSessionIds: net.Server;
+  /**
+   * Whether the next data handshakes that resume the session by ticket get a fresh ticket. OpenSSL clients use a
+   * TLS 1.3 ticket once: without a new one, curl's second transfer on one control connection offered none and
+   * was refused (522). On for downloads only: a client that only writes leaves a ticket unread in its socket.
+   */
+  renewTicketOnResume(on: boolean): void;
 }
 
 /** Structurally a subset of `Config['tls']`, which can be passed as it is. */
 export interface TlsContextOptions {
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly maxVersion?: 'TLSv1.2' | 'TLSv1.3' | undefined;
   readonly ciphers?: string | undefined;
   readonly requireSessionReuse: boolean;
 }
 
-/** Long enough for the data connections of a long session to still resume its control session. */
-const SESSION_TIMEOUT_SECONDS = 7200;
+/**
+ * A session's ticket keys die with its control connection, so its TLS session may live as long as that: TLS 1.3's
+ * upper bound of 7 days (RFC 8446 4.6.1). With 2 hours, a FileZilla session open longer than that could no
+ * longer open data connections (proftpd#1931). Contexts shared by all sessions keep 2 hours.
+ */
+const SESSION_TIMEOUT_SECONDS = 7 * 24 * 3600;
+const SHARED_SESSION_TIMEOUT_SECONDS = 7200;
 /** A control connection handshakes once (TLS 1.3 records two ticket placeholders); renegotiation adds few. */
 const MAX_SESSION_IDS = 8;
 
 /** The options of every context; loadTlsMaterial validates with them, so what it accepted is what runs. */
 export function secureContextOptions(
   material: Pick<TlsMaterial, 'cert' | 'key' | 'passphrase' | 'clientCa'>,
-  options: Pick<TlsContextOptions, 'minVersion' | 'ciphers'>,
+  options: Pick<TlsContextOptions, 'minVersion' | 'maxVersion' | 'ciphers'>,
   ticketKeys?: Buffer,
+  sessionTimeout = SESSION_TIMEOUT_SECONDS,
 ): tls.SecureContextOptions {
   return {
     cert: material.cert,
@@ -69,9 +82,10 @@ export function secureContextOptions(
     // Only the control material has one; the control TLSSocket asks for a certificate (client-certificates.ts).
     ca: material.clientCa,
     minVersion: options.minVersion,
+    maxVersion: options.maxVersion,
     ciphers: options.ciphers,
     honorCipherOrder: true,
-    sessionTimeout: SESSION_TIMEOUT_SECONDS,
+    sessionTimeout,
     // OpenSSL caches no session ID of a handshake that asked for a client certificate unless the context has an
     // ID context; TLS 1.2 data connections resuming by ID (curl) then failed. One constant does: the ticket keys
     // and the ID cache of each control connection are what keep sessions apart.
@@ -108,7 +122,7 @@ export class TlsContextFactory {
 
   /** Contexts for one control connection (fresh per call when session reuse is required). */
   forSession(): SessionTlsContexts {
-    return this.#generation.shared ?? this.#create(this.#generation.unlocked);
+    return this.#generation.shared ?? this.#create(this.#generation.unlocked, SESSION_TIMEOUT_SECONDS);
   }
 
   /**
@@ -132,18 +146,46 @@ export class TlsContextFactory {
   #load(material: TlsPair): Generation {
     const control = unlocked(material.control);
     const pair = { control, data: material.data === material.control ? control : unlocked(material.data) };
-    return { material, unlocked: pair, shared: this.#options.requireSessionReuse ? undefined : this.#create(pair) };
+    return { material, unlocked: pair, shared: this.#options.requireSessionReuse ? undefined : this.#create(pair, SHARED_SESSION_TIMEOUT_SECONDS) };
   }
 
-  #create(material: TlsPair): SessionTlsContexts {
+  #create(material: TlsPair, sessionTimeout: number): SessionTlsContexts {
     this.#created++;
     const ticketKeys = randomBytes(48);
-    const context = (m: TlsMaterial) => tls.createSecureContext(secureContextOptions(m, this.#options, ticketKeys));
+    const renewal = { on: false };
+    const context = (m: TlsMaterial) => {
+      const created = tls.createSecureContext(secureContextOptions(m, this.#options, ticketKeys, sessionTimeout));
+      renewTicketsWhen(created, ticketKeys, () => renewal.on);
+      return created;
+    };
     const control = context(material.control);
     // Same certificate and same keys: one context serves both channels.
     const data = material.data === material.control ? control : context(material.data);
-    return Object.freeze({ control, data, ...sessionIdCache() });
+    return Object.freeze({ control, data, ...sessionIdCache(), renewTicketOnResume: (on: boolean) => void (renewal.on = on) });
   }
+}
+
+/** The hooks of Node's native SecureContext behind `ticketKeys` (internal: node/test/parallel/test-https-resume-after-renew.js). */
+interface TicketKeyHooks {
+  enableTicketKeyCallback(): void;
+  onticketkeycallback: (name: Buffer, iv: Buffer, encrypt: boolean) => unknown[];
+}
+
+/**
+ * Node's own ticket callback never asks OpenSSL to renew a ticket, so a resumed handshake issues none. This one
+ * uses the same 48-byte keys (name, HMAC key, AES key, as `ticketKeys` lays them out) and answers "renew" while
+ * `renew()` says so. Where Node lacks the hooks, `ticketKeys` alone stays in force: sessions resume as before.
+ */
+function renewTicketsWhen(context: tls.SecureContext, ticketKeys: Buffer, renew: () => boolean): void {
+  const native = (context as unknown as { context?: Partial<TicketKeyHooks> }).context;
+  if (typeof native?.enableTicketKeyCallback !== 'function') return;
+  const [name, hmac, aes] = [ticketKeys.subarray(0, 16), ticketKeys.subarray(16, 32), ticketKeys.subarray(32, 48)];
+  native.enableTicketKeyCallback();
+  native.onticketkeycallback = (ticketName, _iv, encrypt) => {
+    if (encrypt) return [1, hmac, aes, name, randomBytes(16)];
+    // 0: not ours (another session's ticket), a full handshake follows; 2: valid, and send a new one.
+    return [ticketName.equals(name) ? (renew() ? 2 : 1) : 0, hmac, aes];
+  };
 }
 
 /**

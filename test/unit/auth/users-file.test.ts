@@ -31,6 +31,20 @@ describe('parseUsersFile: valid files', () => {
     expect(users.get('root-view')!.account.homeDir).toBe(ROOT);
   });
 
+  it('reads the session-reuse option after the permissions; required is the default', () => {
+    const { users, problems } = parse(
+      `java:${HASH}:java:rw,reuse=optional:10.0.0.0/8`,
+      `strict:${HASH}:strict:ro,reuse=required`,
+      `plain:${HASH}:plain:ro`,
+    );
+    expect(problems).toEqual([]);
+    expect(users.get('java')!.account).toMatchObject({ writable: true, sessionReuseExempt: true });
+    expect(isListed(users.get('java')!.allowedFrom!, '10.1.1.1')).toBe(true);
+    expect(users.get('strict')!.account).toMatchObject({ writable: false });
+    expect(users.get('strict')!.account.sessionReuseExempt).toBeFalsy();
+    expect(users.get('plain')!.account.sessionReuseExempt).toBeFalsy();
+  });
+
   it('accepts CRLF line ends and a byte-order mark', () => {
     const { users, problems } = parseUsersFile(`\uFEFFalice:${HASH}:a:rw\r\n# c\r\nbob:${HASH}:b:ro\r\n`, options);
     expect(problems).toEqual([]);
@@ -49,7 +63,7 @@ describe('parseUsersFile: valid files', () => {
 
 describe('parseUsersFile: each bad line is reported with its number, and no hash', () => {
   it.each([
-    ['too few fields', `alice:${HASH}:alice`, /expected name:\[!\]password-hash:home:permissions\[:allowed-cidrs\]/],
+    ['too few fields', `alice:${HASH}:alice`, /expected name:\[!\]password-hash:home:rw\|ro\[,reuse=optional\]\[:allowed-cidrs\]/],
     ['an empty name', `:${HASH}:x:rw`, /user name "" is empty/],
     ['a name with a space', `al ice:${HASH}:x:rw`, /user name "al ice" .*white space/],
     ['a name FTP_USER already has', `admin:${HASH}:x:rw`, /user "admin" is already defined by FTP_USER/],
@@ -58,6 +72,8 @@ describe('parseUsersFile: each bad line is reported with its number, and no hash
     ['a home that climbs out', `alice:${HASH}:a/../../etc:rw`, /home "a\/..\/..\/etc" must be a relative path/],
     ['an empty home', `alice:${HASH}::rw`, /home "" must be/],
     ['unknown permissions', `alice:${HASH}:alice:rx`, /^unknown permissions "rx" \(rw or ro\)$/],
+    ['an unknown option', `alice:${HASH}:alice:rw,reuse=never`, /^unknown option "reuse=never" \(reuse=optional or reuse=required\)$/],
+    ['an option without permissions', `alice:${HASH}:alice:reuse=optional`, /^unknown permissions "reuse=optional"/],
     ['an empty address list', `alice:${HASH}:alice:rw:`, /empty allowed-cidrs/],
     ['a prefix too long for IPv4', `alice:${HASH}:alice:rw:10.0.0.0/33`, /"10.0.0.0\/33" is not an IPv4\/IPv6 address or CIDR/],
     ['a prefix too long for IPv6', `alice:${HASH}:alice:rw:2001:db8::/129`, /"2001:db8::\/129" is not/],
