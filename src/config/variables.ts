@@ -10,10 +10,13 @@ import {
  * (`npm run docs:config` rewrites the last two; a unit test fails while they disagree).
  *
  * - `default`: a value, or a function of the variables defined above it, applied after the cross-variable
- *   rules (so `toConfig` can still tell whether the variable was set).
- * - `shown`: how the documentation shows a default that is not simply a value (Markdown).
- * - `doc`: Markdown, lower case, no final period: the README's "Meaning" cell and .env.example's comment.
+ *   rules (so `toConfig` can still tell whether the variable was set). None: the variable may stay unset.
+ * - `shown`: how the documentation shows a default that is not simply a value (Markdown); for a computed
+ *   default or none, .env.example adds "unset means …".
+ * - `doc`: Markdown, a sentence without its capital and final period: the README's "Meaning" cell,
+ *   .env.example's comment (plain text).
  * - `documentedWith`: shares the description of the variable just above (one README row, one comment).
+ * - `secret`: redacted by check-config, marked in .env.example and `--help`.
  */
 interface Spec<V> {
   // A computed default names the variables it reads in its parameter's type: typed by `Values`, the
@@ -64,6 +67,8 @@ const control = {
     doc: 'refuse transfers on data connections left unprotected, without `PROT P` (521)',
   }),
   FTPS_BANNER: variable(oneLine, { default: 'ftps-gateway ready', doc: 'text of the 220 greeting; one line' }),
+  // Computed (from nothing): applied after the rules, so that toConfig tells a path set explicitly, whose
+  // missing file is an error, from the default, whose missing file means a self-signed pair.
   TLS_CERT_PATH: variable(text, {
     default: (): string => '/certs/tls.crt',
     doc: 'PEM certificate (chain) and private key; a self-signed pair is used when both are left unset and the files are missing',

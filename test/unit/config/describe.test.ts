@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { describeVariables } from '../../../src/config/describe.js';
-import { variablesSchema, VARIABLE_NAMES } from '../../../src/config/schema.js';
+import { SECRET_VARIABLES, variablesSchema, VARIABLE_NAMES } from '../../../src/config/schema.js';
 
 const described = (env: Record<string, string>) => describeVariables(variablesSchema.parse(env)).split('\n');
 
@@ -29,6 +29,10 @@ describe('describeVariables', () => {
       'FTPS_IMPLICIT_SSL=true', 'FTPS_PORT=990', 'LOG_LEVEL=debug', 'FTP_ROOT=/srv', 'FTP_ANONYMOUS_ROOT=/srv/pub', 'PASV_MAX_PER_IP=10',
       'PROXY_TRUSTED_CIDRS=10.0.0.0/8,192.0.2.7', 'PASV_ADDRESS_OVERRIDES=10.0.0.0/8=10.0.0.5;192.168.0.0/16=192.168.0.5',
     ]));
+  });
+
+  it('knows which variables are secret from their definitions', () => {
+    expect(SECRET_VARIABLES).toStrictEqual(['TLS_KEY_PASSPHRASE', 'FTP_PASSWORD']);
   });
 
   it('redacts secrets that are set and leaves unset ones empty', () => {
