@@ -31,6 +31,16 @@ describe('describeVariables', () => {
     ]));
   });
 
+  it('prints what reads back as the same values (check-config output works as a .env file)', () => {
+    const values = variablesSchema.parse({
+      FTPS_IMPLICIT_SSL: 'YES', PASV_ADDRESS: 'ftp.example.com', MAX_UPLOAD_BYTES: '1048576', TLS_CLIENT_AUTH: 'Optional',
+      TLS_CLIENT_CA_PATH: '/ca.pem', PROXY_PROTOCOL: 'v2', PROXY_TRUSTED_CIDRS: '10.0.0.0/8, 2001:db8::/32',
+      TLS_SESSION_REUSE_EXEMPT_CIDRS: '192.0.2.7', PASV_ADDRESS_OVERRIDES: '10.0.0.0/8=10.0.0.5',
+    });
+    const env = Object.fromEntries(describeVariables(values).split('\n').map((line) => line.split(/=(.*)/s).slice(0, 2)));
+    expect(variablesSchema.parse(env)).toStrictEqual(values);
+  });
+
   it('knows which variables are secret from their definitions', () => {
     expect(SECRET_VARIABLES).toStrictEqual(['TLS_KEY_PASSPHRASE', 'FTP_PASSWORD']);
   });
