@@ -6,20 +6,21 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { VARIABLES } from '../../../src/config/variables.js';
 import { at, isObj, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
 
 const K8S_DIR = path.join(ROOT, 'docker/k8s');
 const HEALTHCHECK = ['node', '/app/dist/main.js', 'healthcheck'];
-/** The server's defaults (README.md), used where a file does not set the range. */
-const DEFAULT_PASV = { min: 30_000, max: 30_009 };
-const SHUTDOWN_GRACE_DEFAULT_SECONDS = 30;
+/** The server's defaults, used where a file does not set the variable. */
+const DEFAULT_PASV = { min: VARIABLES.PASV_MIN_PORT.default, max: VARIABLES.PASV_MAX_PORT.default };
+const SHUTDOWN_GRACE_DEFAULT_SECONDS = VARIABLES.SHUTDOWN_GRACE_SECONDS.default;
+const HTTP_PORT_DEFAULT = VARIABLES.HTTP_PORT.default;
 /**
  * README "Stopping": whatever stops the container waits SHUTDOWN_GRACE_SECONDS plus this before SIGKILL
  * (docker run --stop-timeout, compose stop_grace_period, terminationGracePeriodSeconds): one number, 40 s.
  */
 const STOP_MARGIN_SECONDS = 10;
 const STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_DEFAULT_SECONDS + STOP_MARGIN_SECONDS;
-const HTTP_PORT_DEFAULT = 8080;
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })

@@ -10,12 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { variablesSchema } from '../../../src/config/schema.js';
 import { at, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
 
 const COMPOSE_DIR = path.join(ROOT, 'docker/scale-out');
 const K8S_DIR = path.join(ROOT, 'docker/k8s/scale-out');
-/** The server's defaults (README.md). */
-const DEFAULTS = { FTPS_PORT: '21', HTTP_PORT: '8080', IDLE_TIMEOUT_SECONDS: '300', SHUTDOWN_GRACE_SECONDS: '30' };
+/** The server's defaults (an empty environment). */
+const DEFAULTS = variablesSchema.parse({});
 
 type Range = { min: number; max: number };
 
