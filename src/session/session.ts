@@ -1,13 +1,11 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Account, AuthResult, UserStore } from '../auth/user-store.js';
-import type { CommandCatalog, CommandContext, DataConnections, Endpoint, SessionState } from '../commands/context.js';
+import type { CommandCatalog, CommandContext, Endpoint, SessionState } from '../commands/context.js';
 import { errorToReply } from '../commands/errors.js';
 import type { CommandRegistry } from '../commands/registry.js';
 import type { Config } from '../config/config.js';
-import { activeChannel } from '../data/active.js';
-import type { PendingDataChannel } from '../data/data-channel.js';
-import { openPassive, type PassiveChannel, type PassiveRequestOptions } from '../data/passive.js';
+import { SessionDataChannels } from '../data/session-data.js';
 import type { SharedPassivePorts } from '../data/shared-passive.js';
 import type { PasvAddresses } from '../data/pasv-address.js';
 import { normalizeAddress } from '../net/peer-address.js';
@@ -115,7 +113,7 @@ export class Session implements CommandContext {
   private idleTimer: NodeJS.Timeout | undefined;
   private loginTimer: NodeJS.Timeout | undefined;
   private tlsContexts: SessionTlsContexts | undefined;
-  private pendingData: PendingDataChannel | undefined;
+  readonly data: SessionDataChannels;
   private transfer: RunningTransfer | undefined;
   /** Data connections of finished transfers whose client has not closed them yet (their data may be in flight). */
   private readonly lingering = new Set<Promise<void>>();
@@ -136,6 +134,20 @@ export class Session implements CommandContext {
     // (passive listeners bind to it).
     this.peer = deps.origin.peer;
     this.local = { address: normalizeAddress(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+    this.data = new SessionDataChannels({
+      config: this.config,
+      log: this.log,
+      metrics: this.metrics,
+      throttledLog: deps.throttledLog,
+      ports: deps.ports,
+      sharedPassive: deps.sharedPassive,
+      proxy: deps.proxy,
+      pasvAddresses: deps.pasvAddresses,
+      peer: this.peer,
+      local: this.local,
+      tlsPolicy: () => this.dataTlsPolicy(),
+      offeredBy: (offer) => this.sessionTls().offeredBy(offer),
+    });
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     // In implicit mode the server checked the first bytes before TLS (src/server/ftp-server.ts).
     const refuseProxyHeader = deps.proxy !== undefined && deps.origin.via === undefined && !deps.config.ftps.implicit;
@@ -444,8 +456,7 @@ export class Session implements CommandContext {
     clearTimeout(this.loginTimer);
     // The transfer's handler then cleans up (temporary upload file) and finishes it in execute().
     this.transfer?.controller.abort();
-    this.pendingData?.dispose();
-    this.pendingData = undefined;
+    this.data.dispose();
     this.log.debug('session closed');
     this.resolveClosed();
   }
@@ -526,63 +537,6 @@ export class Session implements CommandContext {
       `TYPE ${this.state.transferType === 'I' ? 'BINARY' : 'ASCII'}, STRU FILE, MODE STREAM`,
       this.transfer ? 'A transfer is in progress' : 'No transfer in progress',
     ];
-  }
-
-  readonly data: DataConnections = {
-    passive: async () => {
-      this.replacePending(undefined);
-      const request: PassiveRequestOptions = {
-        allowedPeer: this.config.data.pasvPromiscuous ? undefined : this.peer.address,
-        timeoutMs: this.config.data.timeoutSeconds * 1000,
-        tlsPolicy: () => this.dataTlsPolicy(),
-        log: this.log,
-        foreignConnection: (from, port, via) =>
-          this.deps.throttledLog.warn(`foreign:${from}`, this.log, { from, ...(via && { via }), port }, 'refused data connection from a foreign address'),
-        clientsWaitForTls: this.config.data.implicitTls,
-      };
-      const shared = this.deps.sharedPassive;
-      const channel: PassiveChannel = shared
-        ? shared.request({ ...request, holder: this.peer.address, offeredBy: (offer) => this.sessionTls().offeredBy(offer) })
-        : await openPassive({
-            ...request,
-            pool: this.deps.ports,
-            holder: this.peer.address,
-            bindAddress: this.local.address,
-            proxy: this.deps.proxy,
-            refused: (reason) => {
-              this.metrics.passiveRefused(reason);
-              const key = reason === 'exhausted' ? 'pasv:exhausted' : `pasv:${this.peer.address}`;
-              this.deps.throttledLog.warn(key, this.log, { reason }, 'no passive port for a client');
-            },
-          });
-      this.replacePending(channel);
-      const { pasvMinPort, pasvAdvertisedMinPort } = this.config.data;
-      return {
-        address: this.deps.pasvAddresses.addressFor(this.peer.address) ?? this.local.address,
-        port: channel.port - pasvMinPort + pasvAdvertisedMinPort,
-      };
-    },
-    active: (target) => {
-      this.replacePending(
-        activeChannel({
-          host: target.address,
-          port: target.port,
-          localAddress: this.local.address,
-          timeoutMs: this.config.data.timeoutSeconds * 1000,
-          tlsPolicy: () => this.dataTlsPolicy(),
-        }),
-      );
-    },
-    take: () => {
-      const pending = this.pendingData;
-      this.pendingData = undefined;
-      return pending;
-    },
-  };
-
-  private replacePending(next: PendingDataChannel | undefined): void {
-    this.pendingData?.dispose();
-    this.pendingData = next;
   }
 
   private dataTlsPolicy(): DataTlsPolicy | undefined {

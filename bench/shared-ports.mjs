@@ -1,0 +1,128 @@
+// npm run load:shared — many sessions through ONE shared passive port (PASV_PORT_SHARING), with figures.
+//
+// Starts the built server (dist/main.js) three times, one after the other:
+//   1. shared: one passive port, every session from 127.0.0.1 (all clients behind one NAT address);
+//   2. shared: one passive port, sessions spread over SHARED_ADDRESSES loopback addresses (127.0.0.10, …);
+//   3. unshared: a passive range of one port per session (PASV_MAX_PER_IP as large), the same spread: the baseline.
+// Each run: SHARED_SESSIONS (500) concurrent basic-ftp sessions over explicit FTPS (PROT P, data connections
+// resuming the control session), each uploading SHARED_TRANSFERS (5) random files of SHARED_FILE_KIB (64) KiB and
+// downloading them again, SHA-256 compared. Prints per run: transfers, misrouted (a file that came back with
+// another's bytes), failed transfers, refusals the server logged on its shared port, wall time and throughput;
+// then the shared runs' throughput against the baseline. Exits 1 on any misrouted or failed transfer.
+// A watchdog (SHARED_TIMEOUT_SECONDS, 300) ends the run whatever happens.
+//
+// basic-ftp cannot choose its local address: the spread runs bind every socket the process opens to the address of
+// the session that opens it (net.Socket#connect wrapped, the session found with AsyncLocalStorage).
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { Readable, Writable } from 'node:stream';
+import { Client } from 'basic-ftp';
+import { cleanupAll, envInt, fix, HOST, machineLine, MiB, PASSWORD, startServer, tempDir, USER } from './lib.mjs';
+
+const SESSIONS = envInt('SHARED_SESSIONS', 500, 1);
+const TRANSFERS = envInt('SHARED_TRANSFERS', 5, 1);
+const FILE_BYTES = envInt('SHARED_FILE_KIB', 64, 1) * 1024;
+const ADDRESSES = envInt('SHARED_ADDRESSES', 50, 1);
+const TIMEOUT_SECONDS = envInt('SHARED_TIMEOUT_SECONDS', 300, 10);
+const PASV_BASE = 41_000;
+if (ADDRESSES > 240) throw new Error('SHARED_ADDRESSES: at most 240 (127.0.0.10 … 127.0.0.249)');
+
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+const localAddress = new AsyncLocalStorage();
+const connect = net.Socket.prototype.connect;
+net.Socket.prototype.connect = function (options, ...rest) {
+  const address = localAddress.getStore();
+  if (address && typeof options === 'object' && options !== null && !Array.isArray(options)) {
+    return connect.call(this, { ...options, localAddress: address }, ...rest);
+  }
+  return connect.call(this, options, ...rest);
+};
+
+async function session(port, index, result) {
+  const client = new Client(30_000);
+  try {
+    await client.access({ host: HOST, port, user: USER, password: PASSWORD, secure: true, secureOptions: { rejectUnauthorized: false } });
+    const files = Array.from({ length: TRANSFERS }, (_, i) => ({ name: `s${index}-f${i}.bin`, content: randomBytes(FILE_BYTES) }));
+    for (const f of files) {
+      await client.uploadFrom(Readable.from([f.content]), f.name);
+      result.transfers++;
+      result.bytes += f.content.length;
+    }
+    for (const f of files) {
+      const chunks = [];
+      await client.downloadTo(new Writable({ write: (c, _e, done) => done(void chunks.push(c)) }), f.name);
+      result.transfers++;
+      result.bytes += f.content.length;
+      if (sha256(Buffer.concat(chunks)) !== sha256(f.content)) result.misrouted++;
+    }
+  } catch (err) {
+    result.failed++;
+    if (result.errors.length < 5) result.errors.push(String(err.message ?? err));
+  } finally {
+    client.close();
+  }
+}
+
+async function run(label, { shared, spread }) {
+  const root = await tempDir('ftps-shared-root-');
+  const ports = shared ? 1 : SESSIONS;
+  const server = await startServer({
+    root,
+    label,
+    env: {
+      PASV_PORT_SHARING: String(shared),
+      PASV_MIN_PORT: String(PASV_BASE),
+      PASV_MAX_PORT: String(PASV_BASE + ports - 1),
+      PASV_MAX_PER_IP: String(ports),
+      MAX_CONNECTIONS: String(SESSIONS * 2),
+      MAX_CONNECTIONS_PER_IP: String(SESSIONS * 2),
+      UPLOAD_FSYNC: 'false',
+    },
+  });
+  let refusals = 0;
+  server.child.stdout.on('data', (c) => (refusals += String(c).split('shared passive port: data connection refused').length - 1));
+  const result = { transfers: 0, bytes: 0, misrouted: 0, failed: 0, errors: [] };
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: SESSIONS }, (_, i) =>
+      localAddress.run(spread ? `127.0.0.${10 + (i % ADDRESSES)}` : undefined, () => session(server.port, i, result)),
+    ),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  await server.stop();
+  return { label, ...result, refusals, seconds, mbPerSecond: result.bytes / 1e6 / seconds };
+}
+
+async function main() {
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`watchdog: no result within ${TIMEOUT_SECONDS} s\n`);
+    cleanupAll();
+    process.exit(1);
+  }, TIMEOUT_SECONDS * 1000);
+  console.log(machineLine());
+  console.log(`${SESSIONS} sessions × ${TRANSFERS} uploads + ${TRANSFERS} downloads of ${FILE_BYTES / 1024} KiB, PROT P, TLS 1.3`);
+  const runs = [
+    await run('shared, 1 port, 1 address', { shared: true, spread: false }),
+    await run(`shared, 1 port, ${ADDRESSES} addresses`, { shared: true, spread: true }),
+    await run(`unshared, ${SESSIONS} ports, ${ADDRESSES} addresses`, { shared: false, spread: true }),
+  ];
+  clearTimeout(watchdog);
+  const baseline = runs[2].mbPerSecond;
+  for (const r of runs) {
+    console.log(
+      `${r.label.padEnd(36)} transfers ${r.transfers}  misrouted ${r.misrouted}  failed sessions ${r.failed}  ` +
+        `refused ${r.refusals}  ${fix(r.seconds)} s  ${fix(r.mbPerSecond)} MB/s (${fix((r.mbPerSecond / baseline) * 100, 0)}% of unshared)`,
+    );
+    for (const e of r.errors) console.log(`  error: ${e}`);
+  }
+  console.log(`total data ${fix((runs[0].bytes * 3) / MiB)} MiB`);
+  cleanupAll();
+  process.exit(runs.some((r) => r.misrouted > 0 || r.failed > 0) ? 1 : 0);
+}
+
+main().catch((err) => {
+  console.error(err);
+  cleanupAll();
+  process.exit(1);
+});
