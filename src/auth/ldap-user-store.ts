@@ -55,7 +55,10 @@ export class LdapUserStore implements UserStore {
     // success: never sent. LDAP passwords are UTF-8 strings: other bytes cannot match.
     if (text === undefined || text === '') return { ok: false, reason: 'wrong-password' };
     const ms = this.settings.timeoutSeconds * 1000;
-    const client = new Client({ url: this.settings.url, timeout: ms, connectTimeout: ms, tlsOptions: this.tlsOptions() });
+    const ldaps = this.url.protocol === 'ldaps:';
+    // Only for ldaps://: given to an ldap:// client, ldapts's StartTLS handshake fails.
+    // The deadline below bounds the exchange; ldapts's own timeout (a little later) bounds the closing unbind.
+    const client = new Client({ url: this.settings.url, timeout: ms + 1000, connectTimeout: ms, ...(ldaps && { tlsOptions: this.tlsOptions() }) });
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new LdapUnavailable(`no answer within ${this.settings.timeoutSeconds} s`)), ms);
@@ -71,15 +74,15 @@ export class LdapUserStore implements UserStore {
       return { ok: false, reason: 'source-unavailable' };
     } finally {
       clearTimeout(timer);
-      // Unbinding also closes the socket, whatever state the exchange was left in.
-      await client.unbind().catch(() => undefined);
+      // Unbinding also closes the socket, whatever state the exchange was left in; the answer need not wait for it.
+      void client.unbind().catch(() => undefined);
     }
   }
 
   private async check(client: Client, name: string, password: string): Promise<AuthResult> {
     const { startTls, bindDn, bindPassword, userBase, userFilter, homeAttribute, rwGroup, roGroup } = this.settings;
-    if (this.url.protocol === 'ldap:' && startTls) await client.startTLS(this.tlsOptions());
-    if (bindDn !== undefined && bindPassword !== undefined) await client.bind(bindDn, bindPassword);
+    if (this.url.protocol === 'ldap:' && startTls) await step('StartTLS', client.startTLS(this.tlsOptions()));
+    if (bindDn !== undefined && bindPassword !== undefined) await step('service account bind', client.bind(bindDn, bindPassword));
     const filter = userFilter.replaceAll('{user}', Filter.escape(name));
     const attributes = ['memberOf', ...(homeAttribute === undefined ? [] : [homeAttribute])];
     let entries: Entry[];
@@ -87,7 +90,7 @@ export class LdapUserStore implements UserStore {
       ({ searchEntries: entries } = await client.search(userBase, { scope: 'sub', filter, attributes, sizeLimit: 2 }));
     } catch (err) {
       if (err instanceof SizeLimitExceededError) throw new LdapUnavailable('LDAP_USER_FILTER matches more than one entry');
-      throw err;
+      throw new LdapUnavailable(`search: ${describe(err)}`);
     }
     if (entries.length === 0) return { ok: false, reason: 'unknown-user' };
     if (entries.length > 1) throw new LdapUnavailable('LDAP_USER_FILTER matches more than one entry');
@@ -96,7 +99,7 @@ export class LdapUserStore implements UserStore {
       await client.bind(entry.dn, password);
     } catch (err) {
       if (err instanceof InvalidCredentialsError) return { ok: false, reason: 'wrong-password' };
-      throw err;
+      throw new LdapUnavailable(`user bind: ${describe(err)}`);
     }
     const groups = new Set(valuesOf(entry, 'memberOf').map(normalizeDn));
     const inGroup = (dn: string | undefined) => dn !== undefined && groups.has(normalizeDn(dn));
@@ -133,8 +136,18 @@ export class LdapUserStore implements UserStore {
   }
 }
 
-/** An LDAP or network error as one short phrase (ldapts result errors carry the server's code and text). */
+/** An LDAP or network error as one short phrase: an LDAP result by its name and code, a socket error by its code. */
 function describe(err: unknown): string {
   const e = err as Error & { code?: string | number };
+  if (typeof e.code === 'number') return `${e.name} (result code ${e.code})`;
   return e.code === undefined ? e.message : `${e.code}: ${e.message}`;
+}
+
+/** Runs one step of the exchange; its failure names the step. */
+async function step<T>(label: string, operation: Promise<T>): Promise<T> {
+  try {
+    return await operation;
+  } catch (err) {
+    throw new LdapUnavailable(`${label}: ${describe(err)}`);
+  }
 }

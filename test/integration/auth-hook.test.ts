@@ -3,52 +3,14 @@
  * Each test has its own hook and server, and cleans up after itself (`defer`), so they run concurrently.
  */
 import { readdir, stat } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { describe, expect, it, type OnTestFinishedHandler } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { json, oneUser, startHook, type Answer, type Defer } from '../support/auth-hook.js';
 import { downloadText, ftpsLogin } from '../support/ftps-client.js';
 import { freePort } from '../support/ports.js';
 import { RawFtpClient } from '../support/raw-client.js';
 import { TEST_PASSWORD, TEST_USER, withServer, type RunningServer } from '../support/server.js';
-
-interface HookRequest {
-  readonly body: Record<string, unknown>;
-  readonly authorization: string | undefined;
-}
-
-/** Runs a cleanup when the current test ends (the test context's onTestFinished: right for concurrent tests). */
-type Defer = (cleanup: OnTestFinishedHandler) => void;
-
-/** What the hook does with one request: answer, or (for the slow hook) nothing until the test ends. */
-type Answer = (request: HookRequest, res: http.ServerResponse) => void;
-
-const json = (status: number, body: unknown): Answer => (_req, res) => {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-};
-
-/** Answers as the hook of a directory with one user, `hooked`/`hook-pass`, whose answer is `account`. */
-const oneUser = (account: Record<string, unknown>): Answer => (req, res) =>
-  req.body.user !== 'hooked' ? json(404, {})(req, res) : req.body.password === 'hook-pass' ? json(200, account)(req, res) : json(401, {})(req, res);
-
-/** A real HTTP hook on a loopback port; `requests` records every request it received. */
-async function startHook(defer: Defer, answer: Answer): Promise<{ url: string; requests: HookRequest[] }> {
-  const requests: HookRequest[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const request = { body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>, authorization: req.headers.authorization };
-      requests.push(request);
-      answer(request, res);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  defer(() => server.closeAllConnections());
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/auth`, requests };
-}
 
 /** The server with the hook as its only user source, answers never cached unless a test says so. */
 function withHook<T>(url: string, env: Record<string, string>, use: (srv: RunningServer) => Promise<T>): Promise<T> {
