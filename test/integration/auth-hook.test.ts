@@ -2,11 +2,13 @@
  * AUTH_HOOK_URL end to end: a real HTTP hook in this process, the real server, real TLS logins and real files.
  * Each test has its own hook and server, and cleans up after itself (`defer`), so they run concurrently.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { json, oneUser, startHook, type Answer, type Defer } from '../support/auth-hook.js';
+import { pemPair } from '../support/certificates.js';
 import { downloadText, ftpsLogin } from '../support/ftps-client.js';
 import { freePort } from '../support/ports.js';
 import { RawFtpClient } from '../support/raw-client.js';
@@ -42,6 +44,24 @@ describe.concurrent('AUTH_HOOK_URL', () => {
       ]);
       // The secret and the password reach no log line.
       expect(JSON.stringify(srv.logs)).not.toMatch(/hook-secret|hook-pass/);
+    });
+  });
+
+  it('tells the hook the fingerprint of the client certificate the connection presented', async ({ onTestFinished: defer }) => {
+    const hook = await startHook(defer, oneUser({ home: 'cert', permissions: 'rw' }));
+    // A self-signed client certificate is its own CA.
+    const client = await pemPair('backup-job');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'ftps-hook-ca-'));
+    defer(() => rm(dir, { recursive: true, force: true }));
+    const caPath = path.join(dir, 'ca.pem');
+    await writeFile(caPath, client.cert);
+    await withHook(hook.url, { TLS_CLIENT_AUTH: 'optional', TLS_CLIENT_CA_PATH: caPath }, async (srv) => {
+      const c = await RawFtpClient.connect(srv.port);
+      defer(() => c.close());
+      await c.read();
+      await c.upgrade({ cert: client.cert, key: client.key });
+      expect((await c.login('hooked', 'hook-pass')).code).toBe(230);
+      expect(hook.requests.map((r) => r.body.clientCertificate)).toEqual([client.fingerprint256]);
     });
   });
 
