@@ -12,6 +12,9 @@ export type LdapSettings = NonNullable<Config['auth']['ldap']>;
 /** Why the directory could not answer: its text ends up in the one log line of the refused login. */
 class LdapUnavailable extends Error {}
 
+/** The attribute a filter such as `(uid={user})` compares the login name with: its value is the user's name. */
+const NAME_ATTRIBUTE = /\(([A-Za-z][\w-]*)=\{user\}\)/;
+
 /** DNs compared as directories do, near enough: case and the spaces around separators do not matter. */
 const normalizeDn = (dn: string): string => dn.toLowerCase().replace(/\s*([,=+])\s*/g, '$1').trim();
 
@@ -58,7 +61,12 @@ export class LdapUserStore implements UserStore {
     const ldaps = this.url.protocol === 'ldaps:';
     // Only for ldaps://: given to an ldap:// client, ldapts's StartTLS handshake fails.
     // The deadline below bounds the exchange; ldapts's own timeout (a little later) bounds the closing unbind.
-    const client = new Client({ url: this.settings.url, timeout: ms + 1000, connectTimeout: ms, ...(ldaps && { tlsOptions: this.tlsOptions() }) });
+    const client = new Client({
+      url: this.settings.url,
+      timeout: ms + 1000,
+      connectTimeout: ms,
+      ...(ldaps && { tlsOptions: this.tlsOptions() }),
+    });
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new LdapUnavailable(`no answer within ${this.settings.timeoutSeconds} s`)), ms);
@@ -84,7 +92,8 @@ export class LdapUserStore implements UserStore {
     if (this.url.protocol === 'ldap:' && startTls) await step('StartTLS', client.startTLS(this.tlsOptions()));
     if (bindDn !== undefined && bindPassword !== undefined) await step('service account bind', client.bind(bindDn, bindPassword));
     const filter = userFilter.replaceAll('{user}', Filter.escape(name));
-    const attributes = ['memberOf', ...(homeAttribute === undefined ? [] : [homeAttribute])];
+    const nameAttribute = NAME_ATTRIBUTE.exec(userFilter)?.[1];
+    const attributes = ['memberOf', ...[nameAttribute, homeAttribute].filter((a) => a !== undefined)];
     let entries: Entry[];
     try {
       ({ searchEntries: entries } = await client.search(userBase, { scope: 'sub', filter, attributes, sizeLimit: 2 }));
@@ -105,15 +114,22 @@ export class LdapUserStore implements UserStore {
     const inGroup = (dn: string | undefined) => dn !== undefined && groups.has(normalizeDn(dn));
     const writable = inGroup(rwGroup);
     if (!writable && !inGroup(roGroup)) return { ok: false, reason: 'not-permitted' };
-    const homeDir = this.homeOf(entry, name);
+    // Directories match names without regard to case: "ALICE" is alice, with alice's name and home.
+    const spelled = nameAttribute === undefined ? [] : valuesOf(entry, nameAttribute);
+    const canonical = spelled.find((v) => v.toLowerCase() === name.toLowerCase()) ?? name;
+    const homeDir = this.homeOf(entry, canonical);
     await mkdir(homeDir, { recursive: true });
-    return { ok: true, account: { name, homeDir, writable } };
+    return { ok: true, account: { name: canonical, homeDir, writable } };
   }
 
   /** LDAP_HOME_ATTRIBUTE's value (a POSIX homeDirectory's leading "/" means FTP_ROOT), else LDAP_HOME_TEMPLATE. */
   private homeOf(entry: Entry, name: string): string {
     const { homeAttribute, homeTemplate } = this.settings;
     const [attribute] = homeAttribute === undefined ? [] : valuesOf(entry, homeAttribute);
+    // In the template a name is one path segment: "." would be FTP_ROOT itself, "a/b" someone else's home.
+    if (attribute === undefined && (name === '.' || name.includes('/'))) {
+      throw new LdapUnavailable(`entry ${entry.dn}: name ${JSON.stringify(name)} cannot be a home directory`);
+    }
     const home = attribute === undefined ? homeTemplate.replaceAll('{user}', name) : attribute.replace(/^\/+/, '') || '.';
     const resolved = resolveHome(home, this.homes);
     if ('problem' in resolved) throw new LdapUnavailable(`entry ${entry.dn}: ${resolved.problem}`);

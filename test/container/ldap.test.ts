@@ -85,6 +85,11 @@ describe.skipIf(skipContainers)('LDAP_URL against OpenLDAP', () => {
     }
   });
 
+  it('knows a user by the name the directory spells: "ALICE" logs in as alice, in her home', async () => {
+    const { result, root } = await attempt({}, 'ALICE', 'alice-pass');
+    expect(result).toEqual({ ok: true, account: { name: 'alice', homeDir: path.join(root, 'alice'), writable: true } });
+  });
+
   it('maps the read-only group to read-only and takes the home from an attribute, inside FTP_ROOT', async () => {
     const { result, root } = await attempt({ homeAttribute: 'homeDirectory' }, 'bob', 'bob-pass');
     expect(result).toEqual({ ok: true, account: { name: 'bob', homeDir: path.join(root, 'home/bob'), writable: false } });
