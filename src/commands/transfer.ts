@@ -85,12 +85,14 @@ async function runTransfer(
   let connection: DataConnection | undefined;
   let bytes = 0;
   try {
+    const announcedFirst = pending.replyBeforeConnect?.() ?? false;
+    if (announcedFirst) ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
     connection = await pending.connect(signal, body.kind === 'upload' ? 'upload' : 'download');
     // Belt and braces to PROT closing pending channels: the level is the one in force when the transfer starts.
     if (connection.protected !== (ctx.state.protectData || ctx.config.data.implicitTls)) {
       throw new FtpError(Code.CannotOpenDataConnection, 'Data connection was opened under another protection level; open a new one');
     }
-    ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
+    if (!announcedFirst) ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
     const socket = await connection.ready();
     await move(body, socket, signal, (n) => (bytes += n));
     await connection.finish();

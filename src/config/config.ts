@@ -23,6 +23,9 @@ export function toConfig(v: Values, isSet: (name: VariableName) => boolean) {
       pasvMaxPort: v.PASV_MAX_PORT,
       pasvPromiscuous: v.PASV_PROMISCUOUS,
       pasvMaxPerIp: v.PASV_MAX_PER_IP,
+      pasvPortSharing: v.PASV_PORT_SHARING,
+      /** What a reply says for PASV_MIN_PORT + n: this + n. */
+      pasvAdvertisedMinPort: v.PASV_ADVERTISED_MIN_PORT ?? v.PASV_MIN_PORT,
       activeMode: v.ACTIVE_MODE,
       timeoutSeconds: v.DATA_TIMEOUT_SECONDS,
     },

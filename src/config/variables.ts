@@ -134,6 +134,18 @@ const data = {
     doc: 'passive port range, inclusive (exhausted → 425); publish the same ports from the container',
   }),
   PASV_MAX_PORT: variable(port, { default: 30_009, documentedWith: 'PASV_MIN_PORT' }),
+  PASV_PORT_SHARING: variable(bool, {
+    default: false,
+    doc:
+      'every passive port serves all sessions: a data connection goes to the session its TLS resumption names ' +
+      '(or, without one, to the only session of its address waiting there), so a few ports serve any number of sessions',
+  }),
+  PASV_ADVERTISED_MIN_PORT: variable(port, {
+    shown: '`PASV_MIN_PORT`',
+    doc:
+      'the port PASV/EPSV replies give for `PASV_MIN_PORT` (the others follow in order) when a NodePort or load ' +
+      'balancer maps the passive ports to other numbers',
+  }),
   PASV_PROMISCUOUS: variable(bool, { default: false, doc: "accept passive data connections from other IPs than the client's" }),
   PASV_MAX_PER_IP: variable(count, {
     default: (v: { PASV_MIN_PORT: number; PASV_MAX_PORT: number }): number =>

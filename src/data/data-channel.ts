@@ -28,5 +28,10 @@ export interface PendingDataChannel {
    * `purpose` (a passive connection whose client handshakes before sending its command may have started already).
    */
   connect(signal: AbortSignal, purpose: TransferPurpose): Promise<DataConnection>;
+  /**
+   * The transfer's 1xx reply must go out before connect(): the connection can only be told apart by its TLS
+   * ClientHello (a shared passive port), and clients such as Python's ftplib send it only after that reply.
+   */
+  readonly replyBeforeConnect?: () => boolean;
   dispose(): void;
 }

@@ -9,20 +9,10 @@ import { normalizeAddress, sameHost } from '../net/peer-address.js';
 import type { PortPool } from './port-pool.js';
 import { openDataConnection, type DataTlsPolicy } from './tls-wrap.js';
 
-export interface PassiveOptions {
-  readonly pool: PortPool;
-  /** The client's address: what the pool counts its ports against (PASV_MAX_PER_IP). */
-  readonly holder: string;
-  /** Local address to listen on: the control connection's local address. */
-  readonly bindAddress: string;
+/** How a passive request (on a port of its own, or on a shared port) takes the client's connection. */
+export interface PassiveRequestOptions {
   /** Only this client address may connect; undefined accepts anyone (PASV_PROMISCUOUS). */
   readonly allowedPeer: string | undefined;
-  /**
-   * PROXY_PROTOCOL: a connection from a trusted proxy must start with a header, and the client it names is
-   * the one checked against allowedPeer. Other connections are checked by their own address; their bytes are
-   * never taken for a header (a plain upload may well begin with "PROXY").
-   */
-  readonly proxy: ProxyPolicy | undefined;
   /** Without a connection within this time the listener closes and frees its port. */
   readonly timeoutMs: number;
   /** Decided when the client connects, so a PROT P sent after PASV still applies. */
@@ -30,14 +20,29 @@ export interface PassiveOptions {
   readonly log: Logger;
   /** Reports a connection from a foreign address (port theft); rate-limited by the caller, for it is the thief's to repeat. */
   readonly foreignConnection: (from: string, port: number, via: string | undefined) => void;
-  /** Reports a PASV refused for want of a port: the range is exhausted, or this address holds its share. */
-  readonly refused: (reason: PassiveRefusal) => void;
   /**
    * Clients that wait for the data connection's TLS before they send the transfer command: DartFTP style (with
    * DATA_IMPLICIT_SSL) does, so TLS starts after a short pause; curl 7.88 waits ~0.2 s (TLS 1.2: ~1.2 s) and then
    * sends it anyway, as it must with vsftpd and pure-ftpd, which start TLS only then too.
    */
   readonly clientsWaitForTls: boolean;
+}
+
+/** A passive port of the request's own, from the range (PASV_PORT_SHARING off). */
+export interface PassiveOptions extends PassiveRequestOptions {
+  readonly pool: PortPool;
+  /** The client's address: what the pool counts its ports against (PASV_MAX_PER_IP). */
+  readonly holder: string;
+  /** Local address to listen on: the control connection's local address. */
+  readonly bindAddress: string;
+  /**
+   * PROXY_PROTOCOL: a connection from a trusted proxy must start with a header, and the client it names is
+   * the one checked against allowedPeer. Other connections are checked by their own address; their bytes are
+   * never taken for a header (a plain upload may well begin with "PROXY").
+   */
+  readonly proxy: ProxyPolicy | undefined;
+  /** Reports a PASV refused for want of a port: the range is exhausted, or this address holds its share. */
+  readonly refused: (reason: PassiveRefusal) => void;
 }
 
 
@@ -64,7 +69,7 @@ export async function openPassive(o: PassiveOptions): Promise<PassiveChannel> {
       server.once('error', () => resolve(false));
       server.listen({ port, host: o.bindAddress, exclusive: true }, () => resolve(true));
     });
-    if (listening) return new Listener(server, port, o);
+    if (listening) return listenOwn(server, port, o);
     // Taken by another process: skip it and try the next port of the range.
     o.pool.release(port);
     o.log.warn({ port }, 'passive port busy outside this server');
@@ -96,57 +101,94 @@ function closeUnused(socket: net.Socket): void {
   });
 }
 
-class Listener implements PassiveChannel {
+/** A listener of the request's own: every connection to it is a candidate for this one request. */
+function listenOwn(server: net.Server, port: number, o: PassiveOptions): PassiveRequest {
+  /** Connections whose origin is still being found out (a trusted proxy's header being read). */
+  const reading = new Set<net.Socket>();
+  const request = new PassiveRequest(port, o, () => {
+    for (const socket of reading) socket.destroy();
+    server.close();
+    o.pool.release(port);
+  });
+  server.on('error', (err) => o.log.warn({ err, port }, 'passive listener error'));
+  server.on('connection', (socket) => {
+    socket.on('error', () => undefined);
+    if (!request.accepting) {
+      socket.destroy();
+      return;
+    }
+    // The listener stays open meanwhile: a stranger relayed by the same proxy must not block our client's connection.
+    reading.add(socket);
+    originOf(socket, o.proxy).then(
+      (origin) => {
+        reading.delete(socket);
+        if (origin) request.accept(socket, origin);
+        else socket.destroy();
+      },
+      (err: ProxyHeaderError) => {
+        reading.delete(socket);
+        socket.destroy();
+        // Cut short by the listener closing, or a port probe: nothing to tell.
+        if (!request.accepting || err.probe) return;
+        const via = normalizeAddress(socket.remoteAddress ?? '');
+        o.log.warn({ via, port, reason: err.reason }, 'PROXY header refused on data connection');
+      },
+    );
+  });
+  return request;
+}
+
+/**
+ * One PASV/EPSV: waits for the client's connection (offered by the port's listener, own or shared), checks its
+ * address, and starts its TLS when the transfer command says which direction it goes.
+ */
+export class PassiveRequest implements PassiveChannel {
   /** The client's connection, accepted and checked, its TLS not started yet (paused: JavaScript read nothing). */
   private accepted: net.Socket | undefined;
   private connection: DataConnection | undefined;
   private readonly opened = performance.now();
   private failure: FtpError | undefined;
   private readonly waiters = new Set<() => void>();
-  /** Connections whose origin is still being found out (a trusted proxy's header being read). */
-  private readonly reading = new Set<net.Socket>();
   private readonly timer: NodeJS.Timeout;
   private grace: NodeJS.Timeout | undefined;
   private closed = false;
   private taken = false;
 
+  readonly replyBeforeConnect: (() => boolean) | undefined;
+
+  /**
+   * `stopAccepting` frees the port (closes its own listener, or leaves the shared port's routing table), once.
+   * `routedByClientHello`: on a shared port a protected connection is routed by its ClientHello, so the transfer's
+   * 1xx reply goes first for clients that send it only after that reply.
+   */
   constructor(
-    private readonly server: net.Server,
     readonly port: number,
-    private readonly o: PassiveOptions,
+    private readonly o: PassiveRequestOptions,
+    private readonly stopAccepting: () => void,
+    routedByClientHello = false,
   ) {
-    server.on('connection', (socket) => this.onConnection(socket));
-    server.on('error', (err) => o.log.warn({ err, port }, 'passive listener error'));
+    this.replyBeforeConnect = routedByClientHello ? () => this.accepting && this.protectedData : undefined;
     // Unclaimed for this long, from PASV on: the connection (if any) is dropped and the port freed.
     this.timer = setTimeout(() => this.fail(notConnected()), o.timeoutMs);
   }
 
-  private onConnection(socket: net.Socket): void {
-    socket.on('error', () => undefined);
-    if (this.accepted || this.closed) {
-      socket.destroy();
-      return;
-    }
-    // The listener stays open meanwhile: a stranger relayed by the same proxy must not block our client's connection.
-    this.reading.add(socket);
-    originOf(socket, this.o.proxy).then(
-      (origin) => {
-        this.reading.delete(socket);
-        if (origin) this.accept(socket, origin);
-        else socket.destroy();
-      },
-      (err: ProxyHeaderError) => {
-        this.reading.delete(socket);
-        socket.destroy();
-        // Cut short by the listener closing, or a port probe: nothing to tell.
-        if (this.closed || err.probe) return;
-        const via = normalizeAddress(socket.remoteAddress ?? '');
-        this.o.log.warn({ via, port: this.port, reason: err.reason }, 'PROXY header refused on data connection');
-      },
-    );
+  /** Still waiting for its client's connection. */
+  get accepting(): boolean {
+    return !this.accepted && !this.closed;
   }
 
-  private accept(socket: net.Socket, origin: Origin): void {
+  /** Whether data connections are protected now (TLS decided when the client connects: PROT P may follow PASV). */
+  get protectedData(): boolean {
+    return this.o.tlsPolicy() !== undefined;
+  }
+
+  /** Whether its data connection must resume the session (false: exempt, shared contexts, or clear text). */
+  get reuseRequired(): boolean {
+    return this.o.tlsPolicy()?.requireReuse ?? false;
+  }
+
+  /** A connection whose origin is known: taken when it comes from the client's address, refused otherwise. */
+  accept(socket: net.Socket, origin: Origin): void {
     // Gone while its header was read: it must not take the place of the client's connection.
     if (this.accepted || this.closed || socket.destroyed) {
       socket.destroy();
@@ -198,9 +240,7 @@ class Listener implements PassiveChannel {
   private closeListener(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const socket of this.reading) socket.destroy();
-    this.server.close();
-    this.o.pool.release(this.port);
+    this.stopAccepting();
   }
 
   async connect(signal: AbortSignal, purpose: TransferPurpose): Promise<DataConnection> {

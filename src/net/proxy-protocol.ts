@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { normalizeAddress } from './peer-address.js';
+import { readStart } from './read-start.js';
 import { blockListOf, isListed, parseAddressRange, type AddressRange } from './address-list.js';
 
 /*
@@ -154,52 +155,6 @@ export class ProxyHeaderError extends Error {
   }
 }
 
-/**
- * Reads from the start of `socket` until `decide` returns a result, then gives back the bytes it did not
- * consume with unshift(), on a paused socket: a tls.TLSSocket created on it afterwards feeds them to OpenSSL
- * (Node reads socket.readableLength when it wraps), and a 'data' listener gets them after resume().
- */
-function readStart<T>(
-  socket: net.Socket,
-  /** What is awaited, for the errors: "PROXY header". */
-  what: string,
-  timeoutMs: number,
-  decide: (buf: Buffer) => { readonly result: T; readonly consumed: number } | undefined,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let received: Buffer = Buffer.alloc(0);
-    const finish = (outcome: () => void) => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      outcome();
-    };
-    const onData = (chunk: Buffer) => {
-      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
-      let decision: ReturnType<typeof decide>;
-      try {
-        decision = decide(received);
-      } catch (err) {
-        finish(() => reject(err));
-        return;
-      }
-      if (!decision) return;
-      // Paused first: unshift() on a flowing socket without a listener would emit the bytes into the void.
-      socket.pause();
-      finish(() => {
-        if (decision.consumed < received.length) socket.unshift(received.subarray(decision.consumed));
-        resolve(decision.result);
-      });
-    };
-    const onClose = () => finish(() => reject(new ProxyHeaderError(`connection closed before its ${what}`, received.length === 0)));
-    const timer = setTimeout(() => finish(() => reject(new ProxyHeaderError(`no ${what} within ${timeoutMs} ms`))), timeoutMs);
-    socket.on('data', onData);
-    socket.once('close', onClose);
-    // A socket accepted paused (pauseOnConnect: passive listeners) must be resumed explicitly to be read.
-    socket.resume();
-  });
-}
-
 /** Reads the header the connection must start with; the bytes after it stay in the socket. */
 export function readProxyHeader(socket: net.Socket, timeoutMs: number): Promise<ProxyHeader> {
   return readStart(socket, 'PROXY header', timeoutMs, (buf) => {
@@ -208,8 +163,10 @@ export function readProxyHeader(socket: net.Socket, timeoutMs: number): Promise<
     if (scan.kind === 'absent') throw new ProxyHeaderError('no PROXY header');
     if (scan.kind === 'invalid') throw new ProxyHeaderError(`malformed PROXY header: ${scan.reason}`);
     return { result: scan.header, consumed: scan.header.length };
-  });
+  }, headerError);
 }
+
+const headerError = (reason: string, probe: boolean) => new ProxyHeaderError(reason, probe);
 
 /** Whether the connection starts with a PROXY signature; consumes nothing. Rejects on timeout or close. */
 export function detectProxySignature(socket: net.Socket, timeoutMs: number): Promise<ProxyVersion | undefined> {
@@ -217,7 +174,7 @@ export function detectProxySignature(socket: net.Socket, timeoutMs: number): Pro
     const signature = proxySignature(buf);
     if (signature === 'incomplete') return undefined;
     return { result: signature === 'absent' ? undefined : signature, consumed: 0 };
-  });
+  }, headerError);
 }
 
 /** Who a connection is from. */

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SharedRouteRefusal } from '../data/shared-passive.js';
 import type { AuthFailure, AuthResult } from '../auth/user-store.js';
 
 export type TransferDirection = 'upload' | 'download' | 'listing';
@@ -57,6 +58,7 @@ export class Metrics {
   readonly #duration: Histogram<'direction'>;
   readonly #tlsFailures: Counter<'channel' | 'reason'>;
   readonly #passiveRefusals: Counter<'reason'>;
+  readonly #sharedPortRefusals: Counter<'reason'>;
 
   /** `processMetrics`: prom-client's process_* and nodejs_* too; they start timers and observers, so only when served. */
   constructor(o: { processMetrics: boolean }) {
@@ -95,6 +97,15 @@ export class Metrics {
     this.#passiveRefusals = new Counter({
       name: 'ftps_passive_refusals_total',
       help: 'PASV/EPSV answered 425 for want of a port, by reason: exhausted (the whole range is lent), address_limit (PASV_MAX_PER_IP).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#sharedPortRefusals = new Counter({
+      name: 'ftps_shared_passive_refusals_total',
+      help:
+        'Data connections to a shared passive port (PASV_PORT_SHARING) that reached no session, by reason: no_session, ' +
+        'ambiguous (several sessions of that address wait and it named none), not_waiting (it named a session not waiting ' +
+        'on that port), no_client_hello.',
       labelNames: ['reason'],
       registers,
     });
@@ -139,6 +150,10 @@ export class Metrics {
 
   passiveRefused(reason: PassiveRefusal): void {
     this.#passiveRefusals.inc({ reason });
+  }
+
+  sharedPortRefused(reason: SharedRouteRefusal): void {
+    this.#sharedPortRefusals.inc({ reason });
   }
 
   /** The Prometheus text exposition of every metric. */

@@ -6,6 +6,7 @@ import { CommandRegistry } from '../commands/registry.js';
 import type { Config } from '../config/config.js';
 import type { PasvAddresses } from '../data/pasv-address.js';
 import { PortPool } from '../data/port-pool.js';
+import { SharedPassivePorts } from '../data/shared-passive.js';
 import { normalizeAddress } from '../net/peer-address.js';
 import { detectProxySignature, originOf, ProxyPolicy, type Origin, type ProxyHeaderError } from '../net/proxy-protocol.js';
 import { Readiness } from '../observability/health.js';
@@ -58,6 +59,8 @@ export class FtpServer {
   private readonly sessions = new Set<Session>();
   private readonly commands: CommandRegistry;
   private readonly ports: PortPool;
+  /** PASV_PORT_SHARING: the passive range, listening for every session from listen() to stop(). */
+  private sharedPassive: SharedPassivePorts | undefined;
   private readonly throttledLog: LogThrottle;
   private readonly limiter: ConnectionLimiter;
   private readonly logins: LoginBans;
@@ -105,6 +108,20 @@ export class FtpServer {
       });
     });
     const address = this.listener.address() as net.AddressInfo;
+    if (this.deps.config.data.pasvPortSharing) {
+      const { data, ftps, tls } = this.deps.config;
+      this.sharedPassive = await SharedPassivePorts.listen({
+        ports: Array.from({ length: data.pasvMaxPort - data.pasvMinPort + 1 }, (_, i) => data.pasvMinPort + i),
+        bindAddress: ftps.bindAddress,
+        proxy: this.proxy,
+        helloTimeoutMs: tls.handshakeTimeoutSeconds * 1000,
+        log: this.deps.log,
+        refused: (reason) => this.deps.metrics.sharedPortRefused(reason),
+      }).catch((err: unknown) => {
+        this.listener.close();
+        throw err;
+      });
+    }
     // Up before "listening" is logged, so that whoever waits for that line can probe at once.
     await this.http?.listen().catch((err: unknown) => {
       this.listener.close();
@@ -174,6 +191,7 @@ export class FtpServer {
     }
     clearTimeout(timer);
     await closed;
+    this.sharedPassive?.close();
     // Ends at the next directory entry; no file system work outlives stop().
     await this.sweeping;
     this.logins.dispose();
@@ -259,6 +277,7 @@ export class FtpServer {
       reusePolicy: this.reusePolicy,
       logins: this.logins,
       ports: this.ports,
+      sharedPassive: this.sharedPassive,
       throttledLog: this.throttledLog,
       origin,
       proxy: this.proxy,

@@ -7,7 +7,8 @@ import type { CommandRegistry } from '../commands/registry.js';
 import type { Config } from '../config/config.js';
 import { activeChannel } from '../data/active.js';
 import type { PendingDataChannel } from '../data/data-channel.js';
-import { openPassive } from '../data/passive.js';
+import { openPassive, type PassiveChannel, type PassiveRequestOptions } from '../data/passive.js';
+import type { SharedPassivePorts } from '../data/shared-passive.js';
 import type { PasvAddresses } from '../data/pasv-address.js';
 import { normalizeAddress } from '../net/peer-address.js';
 import type { PortPool } from '../data/port-pool.js';
@@ -61,6 +62,8 @@ export interface SessionDeps {
   readonly reusePolicy: SessionReusePolicy;
   readonly logins: LoginFailures;
   readonly ports: PortPool;
+  /** Set with PASV_PORT_SHARING: PASV registers there instead of opening a port of its own. */
+  readonly sharedPassive: SharedPassivePorts | undefined;
   /** Warnings a client can repeat at will (foreign data connections, refused PASV), one per address per minute. */
   readonly throttledLog: LogThrottle;
   /** Who the client is: the socket's peer, or the client a trusted proxy's PROXY header named. */
@@ -531,26 +534,36 @@ export class Session implements CommandContext {
   readonly data: DataConnections = {
     passive: async () => {
       this.replacePending(undefined);
-      const channel = await openPassive({
-        pool: this.deps.ports,
-        holder: this.peer.address,
-        bindAddress: this.local.address,
+      const request: PassiveRequestOptions = {
         allowedPeer: this.config.data.pasvPromiscuous ? undefined : this.peer.address,
-        proxy: this.deps.proxy,
         timeoutMs: this.config.data.timeoutSeconds * 1000,
         tlsPolicy: () => this.dataTlsPolicy(),
         log: this.log,
         foreignConnection: (from, port, via) =>
           this.deps.throttledLog.warn(`foreign:${from}`, this.log, { from, ...(via && { via }), port }, 'refused data connection from a foreign address'),
         clientsWaitForTls: this.config.data.implicitTls,
-        refused: (reason) => {
-          this.metrics.passiveRefused(reason);
-          const key = reason === 'exhausted' ? 'pasv:exhausted' : `pasv:${this.peer.address}`;
-          this.deps.throttledLog.warn(key, this.log, { reason }, 'no passive port for a client');
-        },
-      });
+      };
+      const shared = this.deps.sharedPassive;
+      const channel: PassiveChannel = shared
+        ? shared.request({ ...request, holder: this.peer.address, offeredBy: (offer) => this.sessionTls().offeredBy(offer) })
+        : await openPassive({
+            ...request,
+            pool: this.deps.ports,
+            holder: this.peer.address,
+            bindAddress: this.local.address,
+            proxy: this.deps.proxy,
+            refused: (reason) => {
+              this.metrics.passiveRefused(reason);
+              const key = reason === 'exhausted' ? 'pasv:exhausted' : `pasv:${this.peer.address}`;
+              this.deps.throttledLog.warn(key, this.log, { reason }, 'no passive port for a client');
+            },
+          });
       this.replacePending(channel);
-      return { address: this.deps.pasvAddresses.addressFor(this.peer.address) ?? this.local.address, port: channel.port };
+      const { pasvMinPort, pasvAdvertisedMinPort } = this.config.data;
+      return {
+        address: this.deps.pasvAddresses.addressFor(this.peer.address) ?? this.local.address,
+        port: channel.port - pasvMinPort + pasvAdvertisedMinPort,
+      };
     },
     active: (target) => {
       this.replacePending(

@@ -35,6 +35,7 @@ import { createPrivateKey, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { TlsMaterial, TlsPair } from './certificates.js';
+import type { ResumptionOffer } from './client-hello.js';
 
 export interface SessionTlsContexts {
   readonly control: tls.SecureContext;
@@ -43,6 +44,11 @@ export interface SessionTlsContexts {
   readonly controlSessionIds: net.Server;
   /** The `server` option of data connections' TLSSockets: resumes those IDs only. */
   readonly dataSessionIds: net.Server;
+  /**
+   * Whether a ClientHello's resumption offer names this session: a ticket under its keys or an ID it issued.
+   * Shared passive ports route by it; the handshake still has to resume for real.
+   */
+  offeredBy(offer: ResumptionOffer): boolean;
   /**
    * The session tickets the next data handshakes send. Downloads: a fresh ticket, also when resuming: OpenSSL
    * clients use a TLS 1.3 ticket once, and without a new one curl's second transfer on one control connection
@@ -125,7 +131,7 @@ export class TlsContextFactory {
 
   /** Contexts for one control connection (fresh per call when session reuse is required). */
   forSession(): SessionTlsContexts {
-    return this.#generation.shared ?? this.#create(this.#generation.unlocked, SESSION_TIMEOUT_SECONDS);
+    return this.#generation.shared ?? this.#create(this.#generation.unlocked, SESSION_TIMEOUT_SECONDS, true);
   }
 
   /**
@@ -149,10 +155,11 @@ export class TlsContextFactory {
   #load(material: TlsPair): Generation {
     const control = unlocked(material.control);
     const pair = { control, data: material.data === material.control ? control : unlocked(material.data) };
-    return { material, unlocked: pair, shared: this.#options.requireSessionReuse ? undefined : this.#create(pair, SHARED_SESSION_TIMEOUT_SECONDS) };
+    return { material, unlocked: pair, shared: this.#options.requireSessionReuse ? undefined : this.#create(pair, SHARED_SESSION_TIMEOUT_SECONDS, false) };
   }
 
-  #create(material: TlsPair, sessionTimeout: number): SessionTlsContexts {
+  /** `ownSession`: the contexts of one control connection, whose tickets and IDs name it alone. */
+  #create(material: TlsPair, sessionTimeout: number, ownSession: boolean): SessionTlsContexts {
     this.#created++;
     const ticketKeys = randomBytes(48);
     // The control handshake comes first and gets tickets; each data connection then sets what it gets.
@@ -168,7 +175,12 @@ export class TlsContextFactory {
     const ticketsFor = (purpose: TransferPurpose) => {
       policy = purpose === 'download' ? { issue: true, renew: true } : { issue: false, renew: false };
     };
-    return Object.freeze({ control, data, ...sessionIdCache(), ticketsFor });
+    const keyName = ticketKeys.subarray(0, 16);
+    const ids = sessionIdCache();
+    const offeredBy = (offer: ResumptionOffer) =>
+      ownSession &&
+      (offer.ticketKeyNames.some((name) => name.equals(keyName)) || (offer.sessionId !== undefined && ids.issued(offer.sessionId)));
+    return Object.freeze({ control, data, controlSessionIds: ids.controlSessionIds, dataSessionIds: ids.dataSessionIds, offeredBy, ticketsFor });
   }
 }
 
@@ -209,7 +221,7 @@ function issueTicketsAs(context: tls.SecureContext, ticketKeys: Buffer, policy: 
  * TLSSocket emits 'newSession' and 'resumeSession' on the object given as its `server` option (Node documents a
  * net.Server there); these never listen, they only carry the events. Evicts the oldest ID beyond the limit.
  */
-function sessionIdCache(): Pick<SessionTlsContexts, 'controlSessionIds' | 'dataSessionIds'> {
+function sessionIdCache(): Pick<SessionTlsContexts, 'controlSessionIds' | 'dataSessionIds'> & { issued(id: Buffer): boolean } {
   const sessions = new Map<string, Buffer>();
   const controlSessionIds = new net.Server();
   controlSessionIds.on('newSession', (id: Buffer, session: Buffer, done: () => void) => {
@@ -225,5 +237,5 @@ function sessionIdCache(): Pick<SessionTlsContexts, 'controlSessionIds' | 'dataS
   dataSessionIds.on('resumeSession', (id: Buffer, done: (err: Error | null, session: Buffer | null) => void) => {
     done(null, sessions.get(id.toString('hex')) ?? null);
   });
-  return { controlSessionIds, dataSessionIds };
+  return { controlSessionIds, dataSessionIds, issued: (id) => sessions.has(id.toString('hex')) };
 }

@@ -51,6 +51,8 @@ export async function startServer(env: Record<string, string> = {}, o: { pasvPor
       TLS_KEY_PATH: path.join(certDir, 'tls.key'),
       STATE_DIR: path.join(certDir, 'state'),
       LOG_LEVEL: 'debug',
+      // TEST_PASV_PORT_SHARING=true runs every in-process suite over shared passive ports (a compatibility run).
+      ...(process.env.TEST_PASV_PORT_SHARING && { PASV_PORT_SHARING: process.env.TEST_PASV_PORT_SHARING }),
       ...env,
     },
     { dotenvPath: path.join(certDir, 'no.env') },

@@ -1,0 +1,191 @@
+/*
+ * PASV_PORT_SHARING: every passive port listens for all sessions at once, so a few ports (one per replica in a
+ * Kubernetes StatefulSet) serve any number of sessions, even from one NAT address.
+ *
+ * A data connection is routed to its session by what its first bytes say (tls/client-hello.ts): a ticket under
+ * one session's keys, or a TLS 1.2 session ID one session issued, names exactly that session. A connection that
+ * names none (clients exempt from session reuse, clear-text data) goes to the one session of its client address
+ * waiting on that port; none or several waiting: refused. Either way the session must be waiting on that port
+ * and the address check passes as before; then the TLS handshake runs with that session's contexts, and
+ * `isSessionReused()` stays the proof of ownership. A connection that names no waiting session gets nothing.
+ */
+import net from 'node:net';
+import { originOf, type Origin, type ProxyHeaderError, type ProxyPolicy } from '../net/proxy-protocol.js';
+import { normalizeAddress, sameHost } from '../net/peer-address.js';
+import { readStart } from '../net/read-start.js';
+import type { Logger } from '../observability/logger.js';
+import { MAX_CLIENT_HELLO_BYTES, parseClientHello, type ResumptionOffer } from '../tls/client-hello.js';
+import { PassiveRequest, type PassiveChannel, type PassiveRequestOptions } from './passive.js';
+
+/** Why a connection to a shared port found no session; counted per reason. */
+export type SharedRouteRefusal = 'no_session' | 'ambiguous' | 'not_waiting' | 'no_client_hello';
+
+export interface SharedPassiveOptions {
+  readonly ports: readonly number[];
+  /** FTPS_BIND_ADDRESS, or every interface. */
+  readonly bindAddress: string | undefined;
+  readonly proxy: ProxyPolicy | undefined;
+  /** How long a connection may take to send its ClientHello (TLS_HANDSHAKE_TIMEOUT_SECONDS). */
+  readonly helloTimeoutMs: number;
+  readonly log: Logger;
+  readonly refused: (reason: SharedRouteRefusal) => void;
+}
+
+/** One session's PASV as a shared port sees it. */
+export interface SharedRequestOptions extends PassiveRequestOptions {
+  /** The client's address (the PROXY-carried one): the fallback route and the port choice go by it. */
+  readonly holder: string;
+  /** Whether a ClientHello's offer resumes this session (SessionTlsContexts.offeredBy). */
+  readonly offeredBy: (offer: ResumptionOffer) => boolean;
+}
+
+interface Waiting {
+  readonly request: PassiveRequest;
+  readonly options: SharedRequestOptions;
+}
+
+export class SharedPassivePorts {
+  /** Per port, the requests waiting for their connection. */
+  private readonly waiting = new Map<number, Set<Waiting>>();
+  private readonly servers: net.Server[] = [];
+  private next = 0;
+
+  private constructor(private readonly o: SharedPassiveOptions) {
+    for (const port of o.ports) this.waiting.set(port, new Set());
+  }
+
+  /** Listens on every port; a port that cannot be bound is a start-up error naming it. */
+  static async listen(o: SharedPassiveOptions): Promise<SharedPassivePorts> {
+    const shared = new SharedPassivePorts(o);
+    try {
+      for (const port of o.ports) await shared.listenOn(port);
+    } catch (err) {
+      shared.close();
+      throw err;
+    }
+    return shared;
+  }
+
+  /**
+   * Registers a PASV on the port where this client address waits least (preferably not at all, so that even
+   * connections that name no session find exactly one), fewest waiting overall breaking ties.
+   */
+  request(options: SharedRequestOptions): PassiveChannel {
+    const ports = [...this.waiting.keys()];
+    let best = ports[0]!;
+    let bestScore = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < ports.length; i++) {
+      const port = ports[(this.next + i) % ports.length]!;
+      const entries = this.waiting.get(port)!;
+      let sameAddress = 0;
+      for (const w of entries) if (sameHost(w.options.holder, options.holder)) sameAddress++;
+      const score = sameAddress * 1_000_000 + entries.size;
+      if (score < bestScore) [best, bestScore] = [port, score];
+    }
+    this.next = (this.next + 1) % ports.length;
+    const entries = this.waiting.get(best)!;
+    const request: PassiveRequest = new PassiveRequest(best, options, () => entries.delete(entry), true);
+    const entry: Waiting = { request, options };
+    entries.add(entry);
+    return request;
+  }
+
+  /** Requests waiting now, over all ports. */
+  get waitingCount(): number {
+    let n = 0;
+    for (const entries of this.waiting.values()) n += entries.size;
+    return n;
+  }
+
+  close(): void {
+    for (const server of this.servers) server.close();
+    this.servers.length = 0;
+  }
+
+  private async listenOn(port: number): Promise<void> {
+    const server = net.createServer({ pauseOnConnect: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new Error(`cannot listen on shared passive port ${port} (${(err as NodeJS.ErrnoException).code ?? err.message})`)));
+      server.listen({ port, host: this.o.bindAddress, exclusive: true }, () => resolve());
+    });
+    server.on('error', (err) => this.o.log.warn({ err, port }, 'shared passive listener error'));
+    server.on('connection', (socket) => this.onConnection(socket, port));
+    this.servers.push(server);
+  }
+
+  private onConnection(socket: net.Socket, port: number): void {
+    socket.on('error', () => undefined);
+    originOf(socket, this.o.proxy).then(
+      (origin) => {
+        if (!origin) socket.destroy();
+        else void this.route(socket, port, origin);
+      },
+      (err: ProxyHeaderError) => {
+        socket.destroy();
+        if (err.probe) return;
+        this.o.log.warn({ via: normalizeAddress(socket.remoteAddress ?? ''), port, reason: err.reason }, 'PROXY header refused on data connection');
+      },
+    );
+  }
+
+  /**
+   * Clear-text data goes by address alone: the client may be waiting for the server (a download). A protected
+   * connection is routed by its ClientHello: to the session its ticket or TLS 1.2 session ID names (which must be
+   * waiting here), else to the one session of its address waiting here. A ticket naming a session that is not
+   * waiting here is refused, unless that one session of its address does not require resumption anyway (rclone
+   * shares one session cache over its connections).
+   */
+  private async route(socket: net.Socket, port: number, origin: Origin): Promise<void> {
+    const entries = this.waiting.get(port)!;
+    const ofClient = () => [...entries].filter((w) => w.request.accepting && sameHost(w.options.holder, origin.peer.address));
+    const candidates = ofClient();
+    if (candidates.length === 1 && !candidates[0]!.request.protectedData) {
+      candidates[0]!.request.accept(socket, origin);
+      return;
+    }
+    let offer: ResumptionOffer;
+    try {
+      const hello = await readStart(socket, 'TLS ClientHello', this.o.helloTimeoutMs, (bytes) => {
+        const parsed = parseClientHello(bytes);
+        if (parsed.kind === 'incomplete' && bytes.length < MAX_CLIENT_HELLO_BYTES) return undefined;
+        return { result: parsed, consumed: 0 };
+      }, (reason, probe) => Object.assign(new Error(reason), { probe }));
+      if (hello.kind !== 'client-hello') {
+        this.drop(socket, 'no_client_hello', port, origin);
+        return;
+      }
+      offer = hello.offer;
+    } catch (err) {
+      socket.destroy();
+      if (!(err as { probe?: boolean }).probe) this.refuse('no_client_hello', port, origin);
+      return;
+    }
+    const named = [...entries].find((w) => w.options.offeredBy(offer));
+    if (named?.request.accepting) {
+      named.request.accept(socket, origin);
+      return;
+    }
+    const fallback = ofClient();
+    const ticketElsewhere = named !== undefined || offer.ticketKeyNames.length > 0;
+    if (fallback.length === 1 && (!ticketElsewhere || !fallback[0]!.request.reuseRequired)) {
+      fallback[0]!.request.accept(socket, origin);
+      return;
+    }
+    const reason = named || ticketElsewhere ? 'not_waiting' : fallback.length === 0 ? 'no_session' : 'ambiguous';
+    this.drop(socket, reason, port, origin);
+  }
+
+  private drop(socket: net.Socket, reason: SharedRouteRefusal, port: number, origin: Origin): void {
+    // Its ClientHello is read and dropped first, or the kernel would answer the close with a reset.
+    socket.on('data', () => undefined);
+    socket.resume();
+    socket.end();
+    setTimeout(() => socket.destroy(), 2_000).unref();
+    this.refuse(reason, port, origin);
+  }
+
+  private refuse(reason: SharedRouteRefusal, port: number, origin: Origin): void {
+    this.o.refused(reason);
+    this.o.log.warn({ from: origin.peer.address, ...(origin.via && { via: origin.via }), port, reason }, 'shared passive port: data connection refused');
+  }
+}

@@ -1,0 +1,159 @@
+/*
+ * PASV_PORT_SHARING with ONE passive port for every session: real clients, many sessions from one address at
+ * once (the NAT case), a same-address thief holding its own session's ticket, clients exempt from resumption,
+ * and the advertised port mapping (PASV_ADVERTISED_MIN_PORT).
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ftpsLogin } from '../support/ftps-client.js';
+import { tempDir } from '../support/fixtures.js';
+import { connectData, RawFtpClient } from '../support/raw-client.js';
+import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+
+const execFileAsync = promisify(execFile);
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const LOGIN = ['--user', `${TEST_USER}:${TEST_PASSWORD}`];
+
+let srv: RunningServer;
+let sharedPort: number;
+
+beforeAll(async () => {
+  srv = await startServer({ PASV_PORT_SHARING: 'true', TLS_SESSION_REUSE_EXEMPT_CIDRS: '127.0.0.9' }, { pasvPorts: 1 });
+  sharedPort = srv.config.data.pasvMinPort;
+});
+afterAll(() => srv.stop());
+
+const refusals = (reason: string) => srv.logs.filter((l) => l.msg === 'shared passive port: data connection refused' && l.reason === reason);
+
+describe('one shared passive port', () => {
+  it('serves curl over TLS 1.3 (tickets) and TLS 1.2 (session IDs), uploads and downloads', async () => {
+    const work = await tempDir();
+    for (const tlsArgs of [[], ['--tls-max', '1.2']]) {
+      const content = randomBytes(200_000);
+      const name = `curl-${tlsArgs.length}.bin`;
+      await writeFile(path.join(work, name), content);
+      const base = ['--silent', '--show-error', '--ssl-reqd', '--insecure', ...LOGIN, ...tlsArgs];
+      await execFileAsync('curl', [...base, '-T', path.join(work, name), `ftp://127.0.0.1:${srv.port}/${name}`]);
+      const { stdout } = await execFileAsync('curl', [...base, `ftp://127.0.0.1:${srv.port}/${name}`], { encoding: 'buffer', maxBuffer: 1 << 24 });
+      expect(sha256(stdout)).toBe(sha256(content));
+    }
+    expect(srv.logs.filter((l) => l.msg === 'transfer' && l.result !== 'ok')).toEqual([]);
+  });
+
+  it('serves lftp, which resumes the control session on its data connections', async () => {
+    await writeFile(path.join(srv.root, 'lftp.txt'), 'via lftp');
+    const script = `set ftp:ssl-force true; set ssl:verify-certificate no; set ftp:passive-mode true; cat lftp.txt; bye`;
+    const { stdout } = await execFileAsync('lftp', ['-u', `${TEST_USER},${TEST_PASSWORD}`, '-p', String(srv.port), '-e', script, '127.0.0.1'], {
+      timeout: 20_000,
+    });
+    expect(stdout).toBe('via lftp');
+  });
+
+  it('routes 30 concurrent sessions from one address through the one port by their TLS sessions, none crossed', async () => {
+    const files = Array.from({ length: 30 }, (_, i) => ({ name: `nat-${i}.bin`, content: randomBytes(20_000 + i * 1_000) }));
+    await Promise.all(
+      files.map(async ({ name, content }) => {
+        const client = await ftpsLogin(srv.port, TEST_USER, TEST_PASSWORD);
+        try {
+          await client.uploadFrom(Readable.from([content]), name);
+          const chunks: Buffer[] = [];
+          await client.downloadTo(new Writable({ write: (c: Buffer, _e, done) => done(void chunks.push(c)) }), name);
+          expect(sha256(Buffer.concat(chunks))).toBe(sha256(content));
+        } finally {
+          client.close();
+        }
+      }),
+    );
+    for (const { name, content } of files) expect(sha256(await readFile(path.join(srv.root, name)))).toBe(sha256(content));
+  });
+
+  it("a same-address thief presenting its own session's ticket gets nothing; the victim's transfer succeeds", async () => {
+    const secret = randomBytes(50_000);
+    await writeFile(path.join(srv.root, 'payroll.bin'), secret);
+    const victim = await RawFtpClient.connect(srv.port);
+    const thief = await RawFtpClient.connect(srv.port);
+    try {
+      for (const c of [victim, thief]) {
+        await c.read();
+        await c.upgrade();
+        expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
+        await c.send('PBSZ 0');
+        await c.send('PROT P');
+      }
+      const epsv = await victim.send('EPSV');
+      expect(Number(/\|\|\|(\d+)\|/.exec(epsv.text)?.[1])).toBe(sharedPort);
+      const before = refusals('not_waiting').length;
+      // The thief resumes its own session on the victim's advertised port, before the victim connects.
+      const stolen = await connectData(sharedPort, { tls: false });
+      // The control connections' (absent) SNI: OpenSSL offers a TLS 1.3 session only under the name it came from.
+      const stolenTls = tls.connect({ socket: stolen, host: '127.0.0.1', session: thief.tlsSession, rejectUnauthorized: false });
+      stolenTls.on('error', () => undefined);
+      const stolenBytes: Buffer[] = [];
+      stolenTls.on('data', (c: Buffer) => stolenBytes.push(c));
+      await expect.poll(() => refusals('not_waiting').length).toBe(before + 1);
+
+      const opening = victim.send('RETR payroll.bin');
+      const own = await connectData(sharedPort, { tls: true, session: victim.tlsSession });
+      const received: Buffer[] = [];
+      own.on('data', (c: Buffer) => received.push(c));
+      expect((await opening).code).toBe(150);
+      expect((await victim.read()).code).toBe(226);
+      await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(secret));
+      expect(Buffer.concat(stolenBytes).length).toBe(0);
+    } finally {
+      victim.close();
+      thief.close();
+    }
+  });
+
+  it('a data connection without a TLS session of any waiting session, from an address nobody waits for, is refused', async () => {
+    const before = refusals('no_session').length;
+    const stray = tls.connect({ port: sharedPort, host: '127.0.0.1', rejectUnauthorized: false });
+    stray.on('error', () => undefined);
+    await expect.poll(() => refusals('no_session').length).toBe(before + 1);
+    stray.destroy();
+  });
+
+  it('stock Python ftplib (never resumes) from an exempt address: routed by its address', async () => {
+    const content = randomBytes(30_000);
+    await writeFile(path.join(srv.root, 'py.bin'), content);
+    // ftplib connects, sends RETR and waits for 150 before its TLS handshake: the reply must come first.
+    const program = [
+      'import ftplib, hashlib, ssl, sys',
+      'ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE',
+      "ftp = ftplib.FTP_TLS(context=ctx, timeout=10, source_address=('127.0.0.9', 0))",
+      "ftp.connect('127.0.0.1', int(sys.argv[1])); ftp.login(sys.argv[2], sys.argv[3]); ftp.prot_p()",
+      'h = hashlib.sha256(); ftp.retrbinary("RETR py.bin", h.update); print(h.hexdigest()); ftp.quit()',
+    ].join('\n');
+    const { stdout } = await execFileAsync('python3', ['-I', '-c', program, String(srv.port), TEST_USER, TEST_PASSWORD], { timeout: 20_000 });
+    expect(stdout.trim()).toBe(sha256(content));
+  });
+});
+
+describe('PASV_ADVERTISED_MIN_PORT', () => {
+  let mapped: RunningServer;
+  beforeAll(async () => {
+    mapped = await startServer({ PASV_PORT_SHARING: 'true', PASV_ADVERTISED_MIN_PORT: '31500' }, { pasvPorts: 1 });
+  });
+  afterAll(() => mapped.stop());
+
+  it('PASV and EPSV advertise the mapped port; the process listens on its own', async () => {
+    const c = await RawFtpClient.connect(mapped.port);
+    try {
+      await c.read();
+      await c.upgrade();
+      await c.login(TEST_USER, TEST_PASSWORD);
+      expect((await c.send('EPSV')).text).toContain('(|||31500|)');
+      const pasv = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec((await c.send('PASV')).text)!;
+      expect(Number(pasv[5]) * 256 + Number(pasv[6])).toBe(31500);
+    } finally {
+      c.close();
+    }
+  });
+});
