@@ -4,10 +4,12 @@ import { ConfigError, type Config } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import type { StateDir } from '../state/state-dir.js';
 import { AnonymousUserStore, isAnonymousName } from './anonymous-user-store.js';
-import { CompositeUserStore } from './composite-user-store.js';
+import { CompositeUserStore, OrderedUserStore } from './composite-user-store.js';
 import { FileUserStore } from './file-user-store.js';
+import { HookUserStore } from './hook-user-store.js';
+import { LdapUserStore } from './ldap-user-store.js';
 import { hashPassword, parsePasswordHash } from './password-hash.js';
-import { isWithin } from './users-file.js';
+import { isWithin } from './home.js';
 import { StaticUserStore } from './static-user-store.js';
 import type { UserStore } from './user-store.js';
 
@@ -28,6 +30,9 @@ export interface GeneratedUser {
  * - FTP_USERS_FILE: users with their own homes under FTP_ROOT; a line naming FTP_USER, or an anonymous name
  *   while FTP_ANONYMOUS is on, is an error in the file (FTP_USER wins);
  * - FTP_ANONYMOUS: "anonymous"/"ftp" with any password, read-only in FTP_ANONYMOUS_ROOT.
+ * These local sources answer every login together (same time whichever knows the name). Only a name none of them
+ * knows goes on to AUTH_HOOK_URL, then, if the hook does not know it either (404), to LDAP_URL: a name is the
+ * first source's that knows it, and local passwords never leave the process.
  * Only when none of them is configured is user "ftp" created with a random password shown once, so a first
  * `docker run` works and nothing is guessable; anonymous access or a users file alone never creates it. Its hash
  * stays in STATE_DIR, so restarts keep the password and never show it again.
@@ -67,8 +72,14 @@ export async function createUserStore(config: Config, log: Logger, generated: Ge
     });
     sources.push(new AnonymousUserStore(auth.anonymousRoot));
   }
-  if (sources.length === 0) sources.push(await generatedUserStore(config, log, generated));
-  return sources.length === 1 ? sources[0]! : new CompositeUserStore(sources);
+  const homes = { root: storage.root, anonymousRoot: auth.anonymous ? auth.anonymousRoot : undefined };
+  const remote: UserStore[] = [];
+  if (auth.hook !== undefined) remote.push(new HookUserStore(auth.hook, homes, log));
+  if (auth.ldap !== undefined) remote.push(await LdapUserStore.open(auth.ldap, homes, log));
+  if (sources.length === 0 && remote.length === 0) sources.push(await generatedUserStore(config, log, generated));
+  const local = sources.length === 1 ? sources[0]! : new CompositeUserStore(sources);
+  if (remote.length === 0) return local;
+  return new OrderedUserStore(sources.length === 0 ? remote : [local, ...remote]);
 }
 
 async function generatedUserStore(config: Config, log: Logger, { state, announce }: GeneratedUser): Promise<UserStore> {
@@ -80,7 +91,7 @@ async function generatedUserStore(config: Config, log: Logger, { state, announce
   const parsed = parsePasswordHash(stored.text.trim());
   if ('problem' in parsed) throw new ConfigError([`STATE_DIR: ${GENERATED_PASSWORD_FILE}: ${parsed.problem} (delete it to get a new password)`]);
   const account = { name: DEFAULT_USER, homeDir: config.storage.root, writable: true };
-  const choose = 'set FTP_USER/FTP_PASSWORD, FTP_USERS_FILE or FTP_ANONYMOUS to choose your own';
+  const choose = 'set FTP_USER/FTP_PASSWORD, FTP_USERS_FILE, AUTH_HOOK_URL, LDAP_URL or FTP_ANONYMOUS to choose your own';
   if (password === undefined) {
     log.info({ user: DEFAULT_USER, stateDir: config.storage.stateDir }, `No user configured: user "${DEFAULT_USER}" keeps the password generated at first start (${choose})`);
   } else {

@@ -1,6 +1,6 @@
 import net from 'node:net';
-import path from 'node:path';
 import { blockListOf, parseAddressRange } from '../net/address-list.js';
+import { resolveHome, type HomeRules } from './home.js';
 import { parsePasswordHash, type PasswordHash } from './password-hash.js';
 import type { Account } from './user-store.js';
 
@@ -18,13 +18,9 @@ export interface LineProblem {
   readonly message: string;
 }
 
-export interface UsersFileOptions {
-  /** FTP_ROOT: homes are relative to it and must stay inside it. */
-  readonly root: string;
+export interface UsersFileOptions extends HomeRules {
   /** The source (e.g. "FTP_USER") that already provides `name`, if any: a name belongs to one source only. */
   readonly claimedBy: (name: string) => string | undefined;
-  /** FTP_ANONYMOUS_ROOT when anonymous access is on: no home may lie inside it, or anonymous would read it. */
-  readonly anonymousRoot?: string | undefined;
 }
 
 export const USERS_FILE_FORMAT = 'name:[!]password-hash:home:rw|ro[,reuse=optional][:allowed-cidrs]';
@@ -92,22 +88,10 @@ function parseHash(text: string): PasswordHash {
   return parsed.hash;
 }
 
-/** Relative to FTP_ROOT; "." is FTP_ROOT itself. Without ".." segments a relative path cannot leave the root. */
-function parseHome(home: string, { root, anonymousRoot }: UsersFileOptions): string {
-  if (home === '' || path.isAbsolute(home) || home.split('/').includes('..')) {
-    throw new BadLine(`home ${quote(home)} must be a relative path inside FTP_ROOT (no "..")`);
-  }
-  const homeDir = path.resolve(root, home);
-  if (anonymousRoot !== undefined && isWithin(anonymousRoot, homeDir)) {
-    throw new BadLine(`home ${quote(home)} (${homeDir}) is inside FTP_ANONYMOUS_ROOT (${anonymousRoot}): anonymous users could read it`);
-  }
-  return homeDir;
-}
-
-/** `inner` is `dir` or lies below it (path.relative, not a string prefix: /data/pub2 is not in /data/pub). */
-export function isWithin(dir: string, inner: string): boolean {
-  const rel = path.relative(dir, inner);
-  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+function parseHome(home: string, options: UsersFileOptions): string {
+  const resolved = resolveHome(home, options);
+  if ('problem' in resolved) throw new BadLine(resolved.problem);
+  return resolved.homeDir;
 }
 
 /** `rw` or `ro`, then options: `reuse=optional` exempts the user's data connections from session reuse. */

@@ -62,6 +62,27 @@ export function toConfig(v: Values, isSet: (name: VariableName) => boolean) {
       banThreshold: v.LOGIN_BAN_THRESHOLD,
       banWindowSeconds: v.LOGIN_BAN_WINDOW_SECONDS,
       banSeconds: v.LOGIN_BAN_SECONDS,
+      hook: v.AUTH_HOOK_URL === undefined ? undefined : {
+        url: v.AUTH_HOOK_URL,
+        secret: v.AUTH_HOOK_SECRET,
+        timeoutSeconds: v.AUTH_HOOK_TIMEOUT_SECONDS,
+        cacheSeconds: v.AUTH_HOOK_CACHE_SECONDS,
+      },
+      ldap: v.LDAP_URL === undefined ? undefined : {
+        url: v.LDAP_URL,
+        startTls: v.LDAP_STARTTLS,
+        caPath: v.LDAP_CA_PATH,
+        timeoutSeconds: v.LDAP_TIMEOUT_SECONDS,
+        bindDn: v.LDAP_BIND_DN,
+        bindPassword: v.LDAP_BIND_PASSWORD,
+        // The schema requires it with LDAP_URL.
+        userBase: v.LDAP_USER_BASE ?? '',
+        userFilter: v.LDAP_USER_FILTER,
+        homeAttribute: v.LDAP_HOME_ATTRIBUTE,
+        homeTemplate: v.LDAP_HOME_TEMPLATE,
+        rwGroup: v.LDAP_RW_GROUP,
+        roGroup: v.LDAP_RO_GROUP,
+      },
     },
     limits: {
       maxConnections: v.MAX_CONNECTIONS,

@@ -83,12 +83,26 @@ const proxyNeedsTrust = rule(['PROXY_PROTOCOL', 'PROXY_TRUSTED_CIDRS'], (vars, c
   }
 });
 
+const ldapNeeds = rule(['LDAP_URL', 'LDAP_USER_BASE', 'LDAP_RW_GROUP', 'LDAP_RO_GROUP'], (vars, ctx) => {
+  if (vars.LDAP_URL === undefined) return;
+  if (vars.LDAP_USER_BASE === undefined) ctx.addIssue({ code: 'custom', path: ['LDAP_USER_BASE'], message: 'required when LDAP_URL is set' });
+  if (vars.LDAP_RW_GROUP === undefined && vars.LDAP_RO_GROUP === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['LDAP_RW_GROUP'],
+      message: 'LDAP_RW_GROUP or LDAP_RO_GROUP is required when LDAP_URL is set (users in neither group are refused)',
+    });
+  }
+});
+
 /** The variables checked one by one and across; unset entries dropped first. */
 const checked = z.preprocess(
   withoutUnset,
   variables.check(
     bothOrNeither('DATA_TLS_CERT_PATH', 'DATA_TLS_KEY_PATH'),
     bothOrNeither('FTP_USER', 'FTP_PASSWORD'),
+    bothOrNeither('LDAP_BIND_DN', 'LDAP_BIND_PASSWORD'),
+    ldapNeeds,
     pasvRange,
     tlsVersions,
     clientAuthNeedsCa,

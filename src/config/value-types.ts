@@ -73,3 +73,13 @@ export const pasvOverrides = valueType('CIDR=IPv4-address pairs separated by ";"
   });
   return pairs.length > 0 && pairs.every((p) => p !== undefined) ? pairs : undefined;
 }, (pairs: readonly { cidr: string; address: string }[]) => pairs.map((p) => `${p.cidr}=${p.address}`).join(';'));
+
+/** A URL with one of `protocols` (e.g. ['http:', 'https:']), kept as written. */
+export function urlOf(protocols: readonly string[]): ValueType<string> {
+  const expected = `a URL starting ${protocols.map((p) => `${p}//`).join(' or ')}`;
+  return valueType(expected, (raw) => (URL.canParse(raw) && protocols.includes(new URL(raw).protocol) ? raw : undefined), asIs);
+}
+
+/** An LDAP search filter in parentheses with the placeholder `{user}`. */
+export const userFilter = valueType('an LDAP filter in parentheses containing {user}, e.g. (uid={user})', (raw) =>
+  raw.startsWith('(') && raw.endsWith(')') && raw.includes('{user}') ? raw : undefined, asIs);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import {
   absolutePath, addressList, bool, count, integer, ipAddress, ipOrHost, MAX_SECONDS, oneLine, oneOf, pasvOverrides, port,
-  seconds, text, type ValueType,
+  seconds, text, urlOf, userFilter, type ValueType,
 } from './value-types.js';
 
 /**
@@ -201,6 +201,48 @@ const storageAndUsers = {
   LOGIN_BAN_SECONDS: variable(seconds, { default: 900, documentedWith: 'LOGIN_BAN_THRESHOLD' }),
 };
 
+const directories = {
+  AUTH_HOOK_URL: variable(urlOf(['http:', 'https:']), {
+    doc:
+      'HTTP(S) endpoint asked about logins unknown to `FTP_USER` and the users file: POST of JSON ' +
+      '`{user, password, clientAddress, protocol, clientCertificate?}`, answered 200 + JSON `{home, permissions, allowedCidrs?, sessionReuse?}`, ' +
+      '401/403 (refused) or 404 (unknown: ask LDAP); anything else refuses the login',
+  }),
+  AUTH_HOOK_SECRET: variable(text, { secret: true, doc: 'sent to the auth hook as `Authorization: Bearer <secret>`' }),
+  AUTH_HOOK_TIMEOUT_SECONDS: variable(seconds, { default: 5, doc: 'seconds the auth hook may take to answer; then the login is refused' }),
+  // 0 turns the cache off.
+  AUTH_HOOK_CACHE_SECONDS: variable(integer(0, 3600), {
+    default: 60,
+    doc: 'seconds a successful hook answer is reused for the same user, password and client address (`0`: ask every time); failures are never cached',
+  }),
+  LDAP_URL: variable(urlOf(['ldap:', 'ldaps:']), {
+    doc: 'LDAP server asked about logins no earlier source knows: `ldaps://host` or `ldap://host` (with StartTLS, see `LDAP_STARTTLS`)',
+  }),
+  LDAP_STARTTLS: variable(bool, { default: true, doc: 'with `ldap://`: StartTLS before anything is sent; `false` sends passwords in clear text' }),
+  LDAP_CA_PATH: variable(text, { shown: 'the system CAs', doc: "PEM CA certificate(s) that sign the LDAP server's certificate" }),
+  LDAP_TIMEOUT_SECONDS: variable(seconds, { default: 5, doc: 'seconds one LDAP login (connect, TLS, search, binds) may take; then it is refused' }),
+  LDAP_BIND_DN: variable(text, { shown: 'anonymous search', doc: 'service account that searches for users; set both or neither' }),
+  LDAP_BIND_PASSWORD: variable(text, { secret: true, documentedWith: 'LDAP_BIND_DN' }),
+  LDAP_USER_BASE: variable(text, { doc: 'search base of users, e.g. `ou=people,dc=example,dc=org`; required with `LDAP_URL`' }),
+  LDAP_USER_FILTER: variable(userFilter, {
+    default: '(uid={user})',
+    doc: 'search filter; `{user}` is the login name, escaped (RFC 4515); exactly one entry must match',
+  }),
+  LDAP_HOME_ATTRIBUTE: variable(text, {
+    doc: "attribute holding the user's home, relative to `FTP_ROOT` (a leading `/` is allowed, `..` is not), e.g. `homeDirectory`",
+  }),
+  LDAP_HOME_TEMPLATE: variable(text, {
+    default: '{user}',
+    doc: 'home relative to `FTP_ROOT` when `LDAP_HOME_ATTRIBUTE` is unset or absent from the entry; `{user}` is the login name',
+  }),
+  LDAP_RW_GROUP: variable(text, {
+    doc:
+      'group DN (a `memberOf` value) whose members get read-write access; `LDAP_RO_GROUP`: read-only. ' +
+      'A user in neither is refused; at least one is required with `LDAP_URL`',
+  }),
+  LDAP_RO_GROUP: variable(text, { documentedWith: 'LDAP_RW_GROUP' }),
+};
+
 const limits = {
   MAX_CONNECTIONS: variable(count, { default: 256, doc: 'control connections in total (421 beyond)' }),
   MAX_CONNECTIONS_PER_IP: variable(count, { default: 32, doc: 'control connections from one client IP (421 beyond)' }),
@@ -252,12 +294,13 @@ export const GROUPS = [
   { title: 'Control connection and TLS', variables: control },
   { title: 'Data connections', variables: data },
   { title: 'Storage and users', variables: storageAndUsers },
+  { title: 'Users from an HTTP hook or LDAP', variables: directories },
   { title: 'Limits', variables: limits },
   { title: 'Operations', variables: operations },
   { title: 'Logging', variables: logging },
 ] as const;
 
-export const VARIABLES = { ...control, ...data, ...storageAndUsers, ...limits, ...operations, ...logging };
+export const VARIABLES = { ...control, ...data, ...storageAndUsers, ...directories, ...limits, ...operations, ...logging };
 
 export type VariableName = keyof typeof VARIABLES;
 

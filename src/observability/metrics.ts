@@ -37,6 +37,8 @@ const LOGIN_FAILURE: Record<AuthFailure, string> = {
   'account-disabled': 'account_disabled',
   'address-not-allowed': 'address_not_allowed',
   'address-banned': 'address_banned',
+  'not-permitted': 'not_permitted',
+  'source-unavailable': 'source_unavailable',
 };
 
 /** From a short listing to an hour-long upload. */
@@ -63,7 +65,7 @@ export class Metrics {
     const registers = [this.registry];
     this.#logins = new Counter({
       name: 'ftps_logins_total',
-      help: 'Login attempts (PASS) by result: success, unknown_user, wrong_password, account_disabled, address_not_allowed, address_banned.',
+      help: 'Login attempts (PASS) by result: success, unknown_user, wrong_password, account_disabled, address_not_allowed, address_banned, not_permitted, source_unavailable (auth hook or LDAP down).',
       labelNames: ['result'],
       registers,
     });

@@ -119,6 +119,8 @@ export class Session implements CommandContext {
   private readonly lingering = new Set<Promise<void>>();
   private storageBackend: StorageBackend | undefined;
   private afterReply: 'upgrade' | 'close' | undefined;
+  /** Fingerprint of the client certificate the control connection presented, told to the auth hook. */
+  private clientCertificate: string | undefined;
   private ended = false;
   private readonly closedPromise: Promise<void>;
   private resolveClosed!: () => void;
@@ -394,6 +396,7 @@ export class Session implements CommandContext {
     }
     try {
       const clientCert = verifyClientCertificate(secure, mode);
+      this.clientCertificate = clientCert?.fingerprint256;
       this.log = this.log.child({ tls: secure.getProtocol(), ...(clientCert && { clientCert }) });
     } catch (err) {
       if (!(err instanceof ClientCertificateRefused)) throw err;
@@ -474,7 +477,7 @@ export class Session implements CommandContext {
     // A banned address gets no more guesses, not even on connections it opened before the ban.
     const result: AuthResult = logins.isBanned(address)
       ? { ok: false, reason: 'address-banned' }
-      : await this.deps.users.authenticate(user, password, { address });
+      : await this.deps.users.authenticate(user, password, { address, clientCertificate: this.clientCertificate });
     this.metrics.login(result);
     // The failure that completes a ban ends this connection too, after the usual reply.
     if (!result.ok && logins.recordFailure(address)) this.closeAfterReply();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isWithin } from '../auth/users-file.js';
+import { isWithin } from '../auth/home.js';
 import { ConfigError, type Config } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 

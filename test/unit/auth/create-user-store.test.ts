@@ -48,6 +48,9 @@ describe('createUserStore', () => {
     expect(generatedUser(await create({ FTP_ANONYMOUS: 'true' }))).toBe(false);
     expect(generatedUser(await create({}, '# nobody yet\n'))).toBe(false);
     expect(generatedUser(await create({ FTP_USER: 'admin', FTP_PASSWORD: 'pw' }))).toBe(false);
+    expect(generatedUser(await create({ AUTH_HOOK_URL: 'http://127.0.0.1:9/auth' }))).toBe(false);
+    const ldap = { LDAP_URL: 'ldaps://127.0.0.1:9', LDAP_USER_BASE: 'dc=example,dc=org', LDAP_RO_GROUP: 'cn=ro,dc=example,dc=org' };
+    expect(generatedUser(await create(ldap))).toBe(false);
   });
 
   it('anonymous: "anonymous" or "ftp" in any case, any password, read-only in FTP_ANONYMOUS_ROOT, created at start', async () => {
@@ -112,5 +115,11 @@ describe('createUserStore', () => {
     expect(problemsOf(fileUser)).toEqual([
       expect.stringMatching(/^FTP_USERS_FILE: line 1: home "bob" \(.*\/root\/bob\) is inside FTP_ANONYMOUS_ROOT/),
     ]);
+  });
+
+  it('refuses an LDAP_CA_PATH it cannot read at start, not at every login', async () => {
+    const ldap = { LDAP_URL: 'ldaps://127.0.0.1:9', LDAP_USER_BASE: 'dc=x', LDAP_RW_GROUP: 'cn=rw,dc=x', LDAP_CA_PATH: 'DIR/missing-ca.pem' };
+    const err = await create(ldap).catch((e: unknown) => e);
+    expect(problemsOf(err)).toEqual([expect.stringMatching(/^LDAP_CA_PATH: cannot read .*missing-ca\.pem \(ENOENT\)$/)]);
   });
 });

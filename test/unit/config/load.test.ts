@@ -66,6 +66,19 @@ describe('loadConfig problems', () => {
     ],
     [{ PASV_ADDRESS_RESOLVE_SECONDS: '0' }, 'PASV_ADDRESS_RESOLVE_SECONDS: expected a whole number from 1 to 2147483, got "0"'],
     [{ FTPS_BANNER: 'hi\r\n230 Logged in' }, 'FTPS_BANNER: expected a single line (no CR or LF), got "hi\\r\\n230 Logged in"'],
+    [{ AUTH_HOOK_URL: 'ftp://auth.example.com' }, 'AUTH_HOOK_URL: expected a URL starting http:// or https://, got "ftp://auth.example.com"'],
+    [{ AUTH_HOOK_URL: 'auth.example.com' }, 'AUTH_HOOK_URL: expected a URL starting http:// or https://, got "auth.example.com"'],
+    [{ AUTH_HOOK_CACHE_SECONDS: '3601' }, 'AUTH_HOOK_CACHE_SECONDS: expected a whole number from 0 to 3600, got "3601"'],
+    [
+      { LDAP_URL: 'ldap://x', LDAP_USER_BASE: 'dc=x', LDAP_RW_GROUP: 'cn=g', LDAP_USER_FILTER: 'uid={user}' },
+      'LDAP_USER_FILTER: expected an LDAP filter in parentheses containing {user}, e.g. (uid={user}), got "uid={user}"',
+    ],
+    [{ LDAP_BIND_DN: 'cn=svc,dc=x' }, 'LDAP_BIND_PASSWORD: required when LDAP_BIND_DN is set'],
+    [{ LDAP_URL: 'ldap://x', LDAP_RO_GROUP: 'cn=g' }, 'LDAP_USER_BASE: required when LDAP_URL is set'],
+    [
+      { LDAP_URL: 'ldaps://x', LDAP_USER_BASE: 'dc=x' },
+      'LDAP_RW_GROUP: LDAP_RW_GROUP or LDAP_RO_GROUP is required when LDAP_URL is set (users in neither group are refused)',
+    ],
   ])('%o is refused', (env, problem) => {
     expect(problemsOf(env)).toStrictEqual([problem]);
   });

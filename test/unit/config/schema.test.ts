@@ -55,6 +55,8 @@ describe('envSchema', () => {
         banThreshold: 10,
         banWindowSeconds: 600,
         banSeconds: 900,
+        hook: undefined,
+        ldap: undefined,
       },
       limits: { maxConnections: 256, maxConnectionsPerIp: 32, idleTimeoutSeconds: 300, shutdownGraceSeconds: 30 },
       operations: {
@@ -135,6 +137,31 @@ describe('envSchema', () => {
       [{ cidr: '10.0.0.0/8', address: '10.0.0.5' }, { cidr: '192.168.0.0/16', address: '192.168.1.2' }],
     ],
     [{ PASV_ADDRESS_RESOLVE_SECONDS: '300' }, (c) => c.operations.pasvAddressResolveSeconds, 300],
+    [
+      { AUTH_HOOK_URL: 'https://auth.example.com/ftp', AUTH_HOOK_SECRET: 'bearer', AUTH_HOOK_TIMEOUT_SECONDS: '2', AUTH_HOOK_CACHE_SECONDS: '0' },
+      (c) => c.auth.hook,
+      { url: 'https://auth.example.com/ftp', secret: 'bearer', timeoutSeconds: 2, cacheSeconds: 0 },
+    ],
+    [
+      {
+        LDAP_URL: 'ldap://ldap.example.org', LDAP_STARTTLS: 'false', LDAP_CA_PATH: '/certs/ldap-ca.crt', LDAP_TIMEOUT_SECONDS: '3',
+        LDAP_BIND_DN: 'cn=svc,dc=example,dc=org', LDAP_BIND_PASSWORD: 'svc-pass', LDAP_USER_BASE: 'ou=people,dc=example,dc=org',
+        LDAP_USER_FILTER: '(&(objectClass=person)(mail={user}))', LDAP_HOME_ATTRIBUTE: 'homeDirectory', LDAP_HOME_TEMPLATE: 'ldap/{user}',
+        LDAP_RW_GROUP: 'cn=rw,dc=example,dc=org', LDAP_RO_GROUP: 'cn=ro,dc=example,dc=org',
+      },
+      (c) => c.auth.ldap,
+      {
+        url: 'ldap://ldap.example.org', startTls: false, caPath: '/certs/ldap-ca.crt', timeoutSeconds: 3,
+        bindDn: 'cn=svc,dc=example,dc=org', bindPassword: 'svc-pass', userBase: 'ou=people,dc=example,dc=org',
+        userFilter: '(&(objectClass=person)(mail={user}))', homeAttribute: 'homeDirectory', homeTemplate: 'ldap/{user}',
+        rwGroup: 'cn=rw,dc=example,dc=org', roGroup: 'cn=ro,dc=example,dc=org',
+      },
+    ],
+    [
+      { LDAP_URL: 'ldaps://ldap.example.org', LDAP_USER_BASE: 'dc=example,dc=org', LDAP_RO_GROUP: 'cn=ro,dc=example,dc=org' },
+      (c) => [c.auth.ldap?.startTls, c.auth.ldap?.userFilter, c.auth.ldap?.homeTemplate, c.auth.ldap?.rwGroup, c.auth.hook],
+      [true, '(uid={user})', '{user}', undefined, undefined],
+    ],
     [{ LOG_LEVEL: 'debug' }, (c) => c.log.level, 'debug'],
     [{ LOG_FORMAT: 'pretty' }, (c) => c.log.format, 'pretty'],
   ];
