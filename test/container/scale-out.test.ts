@@ -1,11 +1,12 @@
 /*
  * docker/scale-out as it ships: three gateway replicas on one shared directory behind HAProxy (the image
  * built from docker/scale-out/haproxy with its haproxy.cfg unchanged), each replica with the environment
- * of docker/scale-out/compose.yml. 30 FTPS clients upload and download through HAProxy with SHA-256
+ * of docker/scale-out/compose.yml (one shared passive port per replica). 30 FTPS clients from one address
+ * upload and download through HAProxy with SHA-256
  * checks while one replica is killed; afterwards every file is checked on every replica.
  *
  * No host ports are published: the clients reach HAProxy at its address on a test network (a Linux
- * host routes to its bridge networks), so HAProxy listens on 21 and 30000–30029 exactly as in the
+ * host routes to its bridge networks), so HAProxy listens on 21 and 30000–30002 exactly as in the
  * compose stack without colliding with the other container tests' host ports. The clients' address, as
  * HAProxy and the replicas' logs see it, is the network's gateway (the host's end of the bridge).
  *

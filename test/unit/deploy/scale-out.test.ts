@@ -124,6 +124,13 @@ describe('docker/scale-out/compose.yml with haproxy/haproxy.cfg', () => {
     expectDisjoint(replicas.map((r) => r.slice));
   });
 
+  it('shares each replica\'s one passive port among its sessions (two ports per replica)', () => {
+    for (const r of replicas) {
+      expect(r.slice.max - r.slice.min + 1, r.name).toBe(1);
+      expect(r.env.PASV_PORT_SHARING, r.name).toBe('true');
+    }
+  });
+
   it('mounts one volume at /data on every replica', () => {
     const sources = replicas.map((r) => {
       const mount = (at(services[r.name], 'volumes') as string[]).map(String).find((v) => v.split(':')[1] === '/data');
@@ -283,8 +290,9 @@ describe('docker/k8s/scale-out', () => {
     expect(at(governing, 'spec.clusterIP')).toBe('None');
   });
 
-  it('each pod computes a disjoint slice of 10 from its ordinal, and refuses a name without one', () => {
-    expect(slices.map((s) => s.max - s.min + 1)).toEqual([10, 10, 10]);
+  it('each pod computes its one shared passive port from its ordinal, and refuses a name without one', () => {
+    expect(slices.map((s) => s.max - s.min + 1)).toEqual([1, 1, 1]);
+    expect(env.PASV_PORT_SHARING).toBe('true');
     expectDisjoint(slices);
     expect(slices[0]!.min).toBe(30_000);
     const bad = runStartScript('ftps-gateway');
