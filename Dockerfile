@@ -18,8 +18,11 @@ WORKDIR /app
 COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root package.json ./
-# /data belongs to node so uploads work on a fresh volume; /certs is a read-only mount point.
-RUN mkdir -p /data /certs && chown node:node /data
+# /data and /var/lib/ftps-gateway (STATE_DIR: the generated password hash and self-signed pair) belong to node,
+# so a fresh named volume on either is writable; /certs is a read-only mount point. The state is no VOLUME of
+# the image (an anonymous volume per container would keep nothing): mount a named volume there, as
+# docker-compose.yml and the README's docker run line do.
+RUN mkdir -p /data /certs /var/lib/ftps-gateway && chown node:node /data /var/lib/ftps-gateway && chmod 700 /var/lib/ftps-gateway
 USER node
 VOLUME /data
 # 8080: HTTP_PORT, /healthz, /readyz and /metrics.

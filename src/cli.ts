@@ -6,6 +6,7 @@ import { hashPassword } from './auth/password-hash.js';
 import type { Config } from './config/config.js';
 import { describeConfig } from './config/describe.js';
 import { createLogger } from './observability/logger.js';
+import { StateDir } from './state/state-dir.js';
 import { loadTlsMaterial } from './tls/certificates.js';
 
 const HEALTHCHECK_TIMEOUT_MS = 5_000;
@@ -17,8 +18,11 @@ const MAX_PASSWORD_BYTES = 4096;
  * (certificates, client CA, users file); their problems are thrown as ConfigErrors.
  */
 export async function checkConfig(config: Config): Promise<string> {
-  await loadTlsMaterial(config);
-  const users = await createUserStore(config, createLogger({ log: { level: 'silent', format: 'json' } }));
+  const log = createLogger({ log: { level: 'silent', format: 'json' } });
+  // Read-only: checking must not create the password or certificate that the server's first start announces.
+  const state = await StateDir.open(config, log, { readOnly: true });
+  await loadTlsMaterial(config, state);
+  const users = await createUserStore(config, log, { state, announce: () => {} });
   users.close?.();
   return describeConfig(config);
 }

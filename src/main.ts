@@ -25,7 +25,7 @@ function configOrExit(): Config {
 async function serve(): Promise<void> {
   const config = configOrExit();
   const log = createLogger(config);
-  const server = await createServer(config, log).catch(failOnConfig);
+  const server = await createServer(config, log, (line) => process.stdout.write(`${line}\n`)).catch(failOnConfig);
   await server.listen().catch((err: NodeJS.ErrnoException) => {
     // The message names the address and port: FTPS_PORT's or HTTP_PORT's.
     log.fatal({ code: err.code }, `cannot listen (${err.message})`);

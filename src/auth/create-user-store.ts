@@ -2,16 +2,25 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { ConfigError, type Config } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
+import type { StateDir } from '../state/state-dir.js';
 import { AnonymousUserStore, isAnonymousName } from './anonymous-user-store.js';
 import { CompositeUserStore } from './composite-user-store.js';
 import { FileUserStore } from './file-user-store.js';
+import { hashPassword, parsePasswordHash } from './password-hash.js';
 import { isWithin } from './users-file.js';
 import { StaticUserStore } from './static-user-store.js';
 import type { UserStore } from './user-store.js';
 
 export const DEFAULT_USER = 'ftp';
 const USERS_FILE_POLL_MS = 5_000;
+/** In STATE_DIR: the hash of the generated password of DEFAULT_USER. */
+const GENERATED_PASSWORD_FILE = 'default-user.hash';
 
+/** Where the generated user's password hash is kept, and how its password is shown (once) to the operator. */
+export interface GeneratedUser {
+  readonly state: StateDir;
+  readonly announce: (line: string) => void;
+}
 
 /**
  * The user sources the configuration names, combined. A name belongs to one source only:
@@ -20,9 +29,10 @@ const USERS_FILE_POLL_MS = 5_000;
  *   while FTP_ANONYMOUS is on, is an error in the file (FTP_USER wins);
  * - FTP_ANONYMOUS: "anonymous"/"ftp" with any password, read-only in FTP_ANONYMOUS_ROOT.
  * Only when none of them is configured is user "ftp" created with a random password shown once, so a first
- * `docker run` works and nothing is guessable; anonymous access or a users file alone never creates it.
+ * `docker run` works and nothing is guessable; anonymous access or a users file alone never creates it. Its hash
+ * stays in STATE_DIR, so restarts keep the password and never show it again.
  */
-export async function createUserStore(config: Config, log: Logger): Promise<UserStore> {
+export async function createUserStore(config: Config, log: Logger, generated: GeneratedUser): Promise<UserStore> {
   const { auth, storage } = config;
   // FTP_USER's home is FTP_ROOT; the users file's homes are checked line by line as it loads.
   if (auth.anonymous && auth.user !== undefined && isWithin(auth.anonymousRoot, storage.root)) {
@@ -35,7 +45,7 @@ export async function createUserStore(config: Config, log: Logger): Promise<User
     if (auth.anonymous && isAnonymousName(auth.user)) {
       throw new ConfigError([`FTP_USER: "${auth.user}" is an anonymous login name, and FTP_ANONYMOUS is true`]);
     }
-    sources.push(new StaticUserStore({ name: auth.user, homeDir: storage.root, writable: true }, auth.password));
+    sources.push(new StaticUserStore({ name: auth.user, homeDir: storage.root, writable: true }, { password: auth.password }));
   }
   if (auth.usersFile !== undefined) {
     const claimedBy = (name: string) =>
@@ -57,14 +67,25 @@ export async function createUserStore(config: Config, log: Logger): Promise<User
     });
     sources.push(new AnonymousUserStore(auth.anonymousRoot));
   }
-  if (sources.length === 0) {
-    const generated = randomBytes(12).toString('base64url');
-    log.warn(
-      { user: DEFAULT_USER },
-      'No user configured (FTP_USER/FTP_PASSWORD, FTP_USERS_FILE, FTP_ANONYMOUS): ' +
-        `created user "${DEFAULT_USER}" with password ${generated} for this run`,
-    );
-    return new StaticUserStore({ name: DEFAULT_USER, homeDir: storage.root, writable: true }, generated);
-  }
+  if (sources.length === 0) sources.push(await generatedUserStore(config, log, generated));
   return sources.length === 1 ? sources[0]! : new CompositeUserStore(sources);
+}
+
+async function generatedUserStore(config: Config, log: Logger, { state, announce }: GeneratedUser): Promise<UserStore> {
+  let password: string | undefined;
+  const stored = await state.remember(GENERATED_PASSWORD_FILE, () => {
+    password = randomBytes(12).toString('base64url');
+    return hashPassword(password);
+  });
+  const parsed = parsePasswordHash(stored.text.trim());
+  if ('problem' in parsed) throw new ConfigError([`STATE_DIR: ${GENERATED_PASSWORD_FILE}: ${parsed.problem} (delete it to get a new password)`]);
+  const account = { name: DEFAULT_USER, homeDir: config.storage.root, writable: true };
+  const choose = 'set FTP_USER/FTP_PASSWORD, FTP_USERS_FILE or FTP_ANONYMOUS to choose your own';
+  if (password === undefined) {
+    log.info({ user: DEFAULT_USER, stateDir: config.storage.stateDir }, `No user configured: user "${DEFAULT_USER}" keeps the password generated at first start (${choose})`);
+  } else {
+    log.warn({ user: DEFAULT_USER, stateDir: config.storage.stateDir }, `No user configured: created user "${DEFAULT_USER}" with a generated password, printed once below (${choose})`);
+    announce(`Generated password for FTP user "${DEFAULT_USER}": ${password}`);
+  }
+  return new StaticUserStore(account, { hash: parsed.hash });
 }

@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import type { Config } from '../config/config.js';
 
 export type { Logger };
@@ -22,9 +23,18 @@ export function createLogger(config: Pick<Config, 'log'>, destination?: pino.Des
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  if (destination) return pino(options, destination);
   if (config.log.format === 'pretty') {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'UTC:isoDateTime' } } });
+    // In process rather than as a transport (a worker thread that resolves the module by name at run time), and
+    // fed epoch times: pino-pretty formats a number; an ISO string it would run through the pattern as a date.
+    const stream = pretty({
+      translateTime: "UTC:yyyy-mm-dd HH:MM:ss.l'Z'",
+      ignore: 'service',
+      singleLine: true,
+      colorize: destination === undefined && process.stdout.isTTY,
+      destination: destination ?? 1,
+      sync: true,
+    });
+    return pino({ ...options, timestamp: pino.stdTimeFunctions.epochTime }, stream);
   }
-  return pino(options);
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -1,10 +1,10 @@
 import { mkdir } from 'node:fs/promises';
-import { createUserStore } from '../auth/create-user-store.js';
-import type { UserStore } from '../auth/user-store.js';
+import { createUserStore, type GeneratedUser } from '../auth/create-user-store.js';
 import { ConfigError, type Config } from '../config/config.js';
 import { PasvAddresses } from '../data/pasv-address.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import { StateDir } from '../state/state-dir.js';
 import { loadTlsMaterial } from '../tls/certificates.js';
 import { CertificateReloader } from '../tls/certificate-reloader.js';
 import { TlsContextFactory } from '../tls/session-contexts.js';
@@ -18,11 +18,15 @@ async function ensureRoot(root: string): Promise<void> {
   }
 }
 
-/** Everything the server needs that is checked at start; problems are ConfigErrors. */
-export async function createServer(config: Config, log: Logger, users?: UserStore): Promise<FtpServer> {
-  const [material, pasvAddresses] = await Promise.all([loadTlsMaterial(config), PasvAddresses.create(config, log)]);
+/**
+ * Everything the server needs that is checked at start; problems are ConfigErrors. `announce` prints what the
+ * operator must see once, outside the log (a generated password).
+ */
+export async function createServer(config: Config, log: Logger, announce: GeneratedUser['announce'] = () => {}): Promise<FtpServer> {
+  const state = await StateDir.open(config, log);
+  const [material, pasvAddresses] = await Promise.all([loadTlsMaterial(config, state), PasvAddresses.create(config, log)]);
   await ensureRoot(config.storage.root);
-  const store = users ?? (await createUserStore(config, log));
+  const store = await createUserStore(config, log, { state, announce });
   const tls = new TlsContextFactory(material, config.tls);
   // Logs the certificates, then watches their files until FtpServer.stop(); created last, so nothing can leak it.
   const certificates = new CertificateReloader({ config, log, contexts: tls });

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { generate } from 'selfsigned';
 import { ConfigError, type Config } from '../config/config.js';
+import type { StateDir } from '../state/state-dir.js';
 import { identityOf } from './client-certificates.js';
 import { secureContextOptions, type TlsContextOptions } from './session-contexts.js';
 
@@ -44,9 +45,11 @@ type Checks = Pick<TlsContextOptions, 'minVersion' | 'maxVersion' | 'ciphers'> &
  * Reads and validates the control certificate and key (a self-signed pair when the default files are absent),
  * with the client CA when client certificates are asked for, and the data pair, which is the control pair
  * itself unless DATA_TLS_* are set.
+ * The self-signed pair is kept in `state` (STATE_DIR), so clients that trusted it once keep trusting it; without
+ * `state` (reloads) no pair is generated.
  * Every problem found becomes one line of the ConfigError; the passphrase never appears in one.
  */
-export async function loadTlsMaterial(config: Config): Promise<TlsPair> {
+export async function loadTlsMaterial(config: Config, state?: StateDir): Promise<TlsPair> {
   const problems: string[] = [];
   const checks: Checks = {
     minVersion: config.tls.minVersion,
@@ -60,7 +63,7 @@ export async function loadTlsMaterial(config: Config): Promise<TlsPair> {
       keyVar: 'TLS_KEY_PATH',
       certPath: config.tls.certPath,
       keyPath: config.tls.keyPath,
-      fallback: config.tls.pathsExplicit ? undefined : generateSelfSigned,
+      fallback: config.tls.pathsExplicit || state === undefined ? undefined : () => rememberedSelfSigned(state),
     },
     checks,
     problems,
@@ -100,10 +103,10 @@ async function loadPair(source: PairSource, checks: Checks, problems: string[]):
     const generated = await source.fallback();
     return inspect(source, generated.cert, generated.key, { ...checks, passphrase: undefined }, true, problems);
   }
-  // Reaching here with a fallback means the other default file exists: a half-provisioned pair is a mistake.
-  const hint = source.fallback ? '; the default certificate and key files must both exist, or neither' : '';
-  if (cert.code !== undefined) problems.push(`${source.certVar}: cannot read ${source.certPath} (${cert.code})${hint}`);
-  if (key.code !== undefined) problems.push(`${source.keyVar}: cannot read ${source.keyPath} (${key.code})${hint}`);
+  // A missing file here, with a fallback, means the other default file exists: a half-provisioned pair is a mistake.
+  const hint = (code: string) => (source.fallback && code === 'ENOENT' ? '; the default certificate and key files must both exist, or neither' : '');
+  if (cert.code !== undefined) problems.push(`${source.certVar}: cannot read ${source.certPath} (${cert.code})${hint(cert.code)}`);
+  if (key.code !== undefined) problems.push(`${source.keyVar}: cannot read ${source.keyPath} (${key.code})${hint(key.code)}`);
   if (cert.text === undefined || key.text === undefined) return undefined;
   return inspect(source, cert.text, key.text, checks, false, problems);
 }
@@ -208,6 +211,34 @@ async function loadClientCa(path: string | undefined, problems: string[]): Promi
 function reason(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.split('::').pop() ?? message;
+}
+
+/** In STATE_DIR: the generated certificate, then its key. */
+const SELF_SIGNED_FILE = 'self-signed.pem';
+/** A stored pair this close to expiry is replaced at start, before clients see it expire. */
+const SELF_SIGNED_RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000;
+const PEM_PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]+-----END [A-Z ]*PRIVATE KEY-----/;
+
+async function rememberedSelfSigned(state: StateDir): Promise<{ cert: string; key: string }> {
+  const created = async () => {
+    const { cert, key } = await generateSelfSigned();
+    return `${cert.trim()}\n${key.trim()}\n`;
+  };
+  const { text } = await state.remember(SELF_SIGNED_FILE, created, (stored) => splitPair(stored) !== undefined);
+  return splitPair(text)!;
+}
+
+/** The pair in a stored file, if it is whole and not about to expire. */
+function splitPair(text: string): { cert: string; key: string } | undefined {
+  const cert = new RegExp(PEM_CERTIFICATE.source).exec(text)?.[0];
+  const key = PEM_PRIVATE_KEY.exec(text)?.[0];
+  if (cert === undefined || key === undefined) return undefined;
+  try {
+    if (new X509Certificate(cert).validToDate.getTime() - Date.now() < SELF_SIGNED_RENEW_BEFORE_MS) return undefined;
+  } catch {
+    return undefined;
+  }
+  return { cert: `${cert}\n`, key: `${key}\n` };
 }
 
 async function generateSelfSigned(): Promise<{ cert: string; key: string }> {

@@ -34,6 +34,7 @@ async function baseEnv(extra: Record<string, string> = {}): Promise<Record<strin
     HTTP_PORT: '0',
     // Absent certificate files: the server generates a self-signed certificate.
     TLS_CERT_PATH: '',
+    STATE_DIR: path.join(dir, 'state'),
     ...extra,
   };
 }
@@ -92,7 +93,7 @@ describe('command line', () => {
   it('without a configured user, creates "ftp" with a random password shown once, which logs in', async () => {
     const env = await baseEnv({ FTPS_REQUIRE_TLS: 'true' });
     const { output } = await startProcess(env);
-    const password = /with password (\S+) for this run/.exec(output())?.[1];
+    const password = /^Generated password for FTP user "ftp": (\S+)$/m.exec(output())?.[1];
     expect(password).toMatch(/^[\w-]{16}$/);
     const client = await RawFtpClient.connect(Number(env.FTPS_PORT));
     cleanups.push(() => client.close());

@@ -15,6 +15,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
@@ -45,11 +46,12 @@ class ReusedSessionFTP_TLS(ftplib.FTP_TLS):
     def data_session(self):
         return self.sock.session
 
-def connect(cls, ctx):
+def connect(cls, ctx, protect=True):
     ftp = cls(context=ctx, timeout=10)
     ftp.connect('127.0.0.1', int(os.environ['FTP_PORT']))
     ftp.login(os.environ['FTP_USER'], os.environ['FTP_PASSWORD'])
-    ftp.prot_p()
+    if protect:
+        ftp.prot_p()
     return ftp
 
 def try_list(ftp):
@@ -71,6 +73,14 @@ def try_list(ftp):
 /** Stock FTP_TLS: PROT P, then LIST. */
 const STOCK_LIST = `${PRELUDE}
 ftp = connect(ftplib.FTP_TLS, context())
+result = try_list(ftp)
+ftp.quit()
+print(json.dumps(result))
+`;
+
+/** Stock FTP_TLS without PROT P (clear data connections), then LIST. */
+const CLEAR_LIST = `${PRELUDE}
+ftp = connect(ftplib.FTP_TLS, context(), protect=False)
 result = try_list(ftp)
 ftp.quit()
 print(json.dumps(result))
@@ -143,6 +153,8 @@ print(json.dumps({'first': first, 'second': second}))
 interface PythonRun {
   readonly tlsMax?: '1.2';
   readonly tickets?: boolean;
+  /** Another login than the test user: [name, password]. */
+  readonly login?: readonly [string, string];
 }
 
 /** Runs a constant Python program (isolated mode: no PYTHON* variables, no user site) and parses its JSON. */
@@ -152,8 +164,8 @@ async function python(srv: RunningServer, program: string, args: readonly string
       env: {
         ...process.env,
         FTP_PORT: String(srv.port),
-        FTP_USER: TEST_USER,
-        FTP_PASSWORD: TEST_PASSWORD,
+        FTP_USER: o.login?.[0] ?? TEST_USER,
+        FTP_PASSWORD: o.login?.[1] ?? TEST_PASSWORD,
         TLS_MAX: o.tlsMax ?? '',
         TICKETS: o.tickets === false ? 'no' : 'yes',
       },
@@ -298,5 +310,68 @@ describe('Python ftplib, TLS_REQUIRE_SESSION_REUSE=false', () => {
     expect(result.error).toBeNull();
     expect(result.reply).toMatch(/^226/);
     expect(result.lines.some((l) => l.endsWith(' listed.txt'))).toBe(true);
+  });
+});
+
+describe('Python ftplib, narrow exemptions (users-file reuse=optional, TLS_SESSION_REUSE_EXEMPT_CIDRS)', () => {
+  const EXEMPT: readonly [string, string] = ['batch', 'batch-pass'];
+  const STRICT: readonly [string, string] = ['person', 'person-pass'];
+  let srv: RunningServer;
+  beforeAll(async () => {
+    const usersFile = path.join(work, 'users');
+    await writeFile(
+      usersFile,
+      [`${EXEMPT[0]}:${bcrypt.hashSync(EXEMPT[1], 4)}:batch:rw,reuse=optional`, `${STRICT[0]}:${bcrypt.hashSync(STRICT[1], 4)}:person:rw`].join('\n'),
+    );
+    // An exempt range that does not hold the client (127.0.0.1): only the users-file option applies.
+    srv = await startServer({ FTP_USERS_FILE: usersFile, TLS_SESSION_REUSE_EXEMPT_CIDRS: '10.0.0.0/8' });
+  });
+  afterAll(() => srv.stop());
+
+  it('stock FTP_TLS uploads, downloads and lists as the exempted user', async () => {
+    const content = randomBytes(200_000);
+    const local = path.join(work, 'exempt.bin');
+    await writeFile(local, content);
+
+    const result = (await python(srv, ROUND_TRIP, [local, 'exempt.bin', 'stock'], { login: EXEMPT })) as Record<string, unknown>;
+
+    expect(result).toMatchObject({ stored: expect.stringMatching(/^226/), retrieved: expect.stringMatching(/^226/), names: ['exempt.bin'] });
+    expect(result.sha256).toBe(sha256(content));
+    expect((await readFile(path.join(srv.root, 'batch', 'exempt.bin'))).equals(content)).toBe(true);
+  });
+
+  it('the exempted user still needs PROT P', async () => {
+    const result = (await python(srv, CLEAR_LIST, [], { login: EXEMPT })) as ListResult;
+    expect(result.reply).toMatch(/^521 /);
+    expect(result.lines).toEqual([]);
+  });
+
+  it('another user, and an address outside the exempt range, still get a 522 that names the settings, in the reply and the log', async () => {
+    const result = (await python(srv, STOCK_LIST, [], { login: STRICT })) as ListResult;
+
+    expect(result.reply).toMatch(REFUSED);
+    expect(result.reply).toContain('TLS_SESSION_REUSE_EXEMPT_CIDRS');
+    expect(result.reply).toContain('reuse=optional');
+    const refusal = srv.logs.find((l) => l.user === STRICT[0] && typeof l.reason === 'string' && String(l.reason).includes('TLS_REQUIRE_SESSION_REUSE'));
+    expect(refusal).toBeDefined();
+  });
+});
+
+describe('Python ftplib, TLS_SESSION_REUSE_EXEMPT_CIDRS holding the client', () => {
+  let srv: RunningServer;
+  beforeAll(async () => {
+    srv = await startServer({ TLS_SESSION_REUSE_EXEMPT_CIDRS: '192.0.2.0/24, 127.0.0.0/8' });
+  });
+  afterAll(() => srv.stop());
+
+  it('stock FTP_TLS round-trips from an exempted address', async () => {
+    const content = randomBytes(100_000);
+    const local = path.join(work, 'cidr.bin');
+    await writeFile(local, content);
+
+    const result = (await python(srv, ROUND_TRIP, [local, 'cidr.bin', 'stock'])) as Record<string, unknown>;
+
+    expect(result).toMatchObject({ stored: expect.stringMatching(/^226/), retrieved: expect.stringMatching(/^226/) });
+    expect(result.sha256).toBe(sha256(content));
   });
 });

@@ -57,6 +57,7 @@ export async function startServerProcess(
       FTP_PASSWORD: TEST_PASSWORD,
       PASV_MIN_PORT: String(pasvMin),
       PASV_MAX_PORT: String(pasvMin + 19),
+      STATE_DIR: path.join(cwd, 'state'),
       LOG_LEVEL: 'info',
       ...env,
     },

@@ -49,6 +49,7 @@ export async function startServer(env: Record<string, string> = {}, o: { pasvPor
       // Default paths that do not exist: the server generates a self-signed certificate.
       TLS_CERT_PATH: path.join(certDir, 'tls.crt'),
       TLS_KEY_PATH: path.join(certDir, 'tls.key'),
+      STATE_DIR: path.join(certDir, 'state'),
       LOG_LEVEL: 'debug',
       ...env,
     },

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createUserStore } from '../../../src/auth/create-user-store.js';
 import { ConfigError } from '../../../src/config/config.js';
 import { envSchema } from '../../../src/config/schema.js';
+import { StateDir } from '../../../src/state/state-dir.js';
 import { afterThisTest, captureLog, tempDir } from '../../support/fixtures.js';
 
 const LOCAL = { address: '127.0.0.1' };
@@ -19,25 +20,34 @@ async function create(env: Record<string, string>, usersFile?: string) {
   const file = path.join(dir, 'users');
   if (usersFile !== undefined) await writeFile(file, usersFile);
   const vars = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace('DIR', dir)]));
-  const config = envSchema.parse({ FTP_ROOT: path.join(dir, 'root'), ...(usersFile !== undefined && { FTP_USERS_FILE: file }), ...vars });
+  const config = envSchema.parse({
+    FTP_ROOT: path.join(dir, 'root'),
+    STATE_DIR: path.join(dir, 'state'),
+    ...(usersFile !== undefined && { FTP_USERS_FILE: file }),
+    ...vars,
+  });
   const { log, lines } = captureLog();
-  const users = await createUserStore(config, log);
+  const announced: string[] = [];
+  const users = await createUserStore(config, log, { state: await StateDir.open(config, log), announce: (line) => announced.push(line) });
   afterThisTest(() => users.close?.());
-  return { users, lines, dir };
+  return { users, lines, dir, announced };
 }
 
-const generatedUser = (lines: ReadonlyArray<Record<string, unknown>>) => lines.some((l) => String(l.msg).includes('with password'));
+const generatedUser = ({ announced }: { announced: string[] }) => announced.length > 0;
 const problemsOf = (err: unknown): readonly string[] => (err instanceof ConfigError ? err.problems : [String(err)]);
 
 describe('createUserStore', () => {
   it('creates "ftp" with a random password only when no user source is configured', async () => {
     const bare = await create({});
-    const password = /with password (\S+) /.exec(String(bare.lines.find((l) => l.user === 'ftp')?.msg))?.[1];
+    expect(bare.announced).toHaveLength(1);
+    const password = /^Generated password for FTP user "ftp": (\S+)$/.exec(bare.announced[0]!)?.[1];
     expect(await bare.users.authenticate('ftp', password!, LOCAL)).toMatchObject({ ok: true, account: { writable: true } });
+    expect(await bare.users.authenticate('ftp', `${password}x`, LOCAL)).toEqual({ ok: false, reason: 'wrong-password' });
+    expect(JSON.stringify(bare.lines)).not.toContain(password);
 
-    expect(generatedUser((await create({ FTP_ANONYMOUS: 'true' })).lines)).toBe(false);
-    expect(generatedUser((await create({}, '# nobody yet\n')).lines)).toBe(false);
-    expect(generatedUser((await create({ FTP_USER: 'admin', FTP_PASSWORD: 'pw' })).lines)).toBe(false);
+    expect(generatedUser(await create({ FTP_ANONYMOUS: 'true' }))).toBe(false);
+    expect(generatedUser(await create({}, '# nobody yet\n'))).toBe(false);
+    expect(generatedUser(await create({ FTP_USER: 'admin', FTP_PASSWORD: 'pw' }))).toBe(false);
   });
 
   it('anonymous: "anonymous" or "ftp" in any case, any password, read-only in FTP_ANONYMOUS_ROOT, created at start', async () => {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
 import { loadConfig } from '../../../src/config/load.js';
+import { StateDir } from '../../../src/state/state-dir.js';
 import { loadTlsMaterial } from '../../../src/tls/certificates.js';
 import { CertificateReloader } from '../../../src/tls/certificate-reloader.js';
 import { TlsContextFactory } from '../../../src/tls/session-contexts.js';
@@ -16,7 +17,7 @@ import { afterThisTest, captureLog, tempDir } from '../../support/fixtures.js';
 const DAY_MS = 86_400_000;
 
 function testConfig(dir: string, env: Record<string, string>): Config {
-  return loadConfig({ FTP_ROOT: dir, LOG_LEVEL: 'silent', ...env }, { dotenvPath: path.join(dir, 'no.env') });
+  return loadConfig({ FTP_ROOT: path.join(dir, 'root'), STATE_DIR: path.join(dir, 'state'), LOG_LEVEL: 'silent', ...env }, { dotenvPath: path.join(dir, 'no.env') });
 }
 
 const explicitPaths = (mount: SecretMount): Config =>
@@ -25,7 +26,7 @@ const explicitPaths = (mount: SecretMount): Config =>
 /** What createServer does: load, a factory, a reloader on it; closed after the test. */
 async function start(config: Config, pollIntervalMs?: number) {
   const { log, lines } = captureLog();
-  const contexts = new TlsContextFactory(await loadTlsMaterial(config), config.tls);
+  const contexts = new TlsContextFactory(await loadTlsMaterial(config, await StateDir.open(config, log)), config.tls);
   const reloader = new CertificateReloader({ config, log, contexts, pollIntervalMs });
   afterThisTest(() => reloader.close());
   return { contexts, reloader, lines };

@@ -1,12 +1,14 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, type Config } from '../../../src/config/config.js';
 import { loadConfig } from '../../../src/config/load.js';
-import { loadTlsMaterial } from '../../../src/tls/certificates.js';
+import { StateDir } from '../../../src/state/state-dir.js';
+import { loadTlsMaterial as loadWithState } from '../../../src/tls/certificates.js';
+import { captureLog } from '../../support/fixtures.js';
 
 interface Overrides {
   readonly tls?: Partial<Config['tls']>;
@@ -15,12 +17,17 @@ interface Overrides {
 
 /** Every field at its default; the TLS paths point into `dir`, where nothing exists unless a test writes it. */
 function testConfig(dir: string, overrides: Overrides = {}): Config {
-  const base = loadConfig({ FTP_ROOT: dir, LOG_LEVEL: 'silent' }, { dotenvPath: join(dir, 'no.env') });
+  const base = loadConfig({ FTP_ROOT: join(dir, 'root'), STATE_DIR: join(dir, 'state'), LOG_LEVEL: 'silent' }, { dotenvPath: join(dir, 'no.env') });
   return {
     ...base,
     data: { ...base.data, ...overrides.data },
     tls: { ...base.tls, certPath: join(dir, 'tls.crt'), keyPath: join(dir, 'tls.key'), pathsExplicit: false, ...overrides.tls },
   };
+}
+
+/** As createServer loads: with STATE_DIR, where a generated pair is kept. */
+async function loadTlsMaterial(config: Config) {
+  return loadWithState(config, await StateDir.open(config, captureLog().log));
 }
 
 /** The problem lines of the ConfigError that loading throws. */
@@ -81,6 +88,42 @@ describe('loadTlsMaterial', () => {
     expect(days).toBeGreaterThan(364);
     expect(days).toBeLessThan(367);
     expect(data).toBe(control);
+  });
+
+  it('keeps the generated pair in STATE_DIR for the next start, and replaces one that is damaged or expiring', async () => {
+    const first = await loadTlsMaterial(testConfig(dir));
+    const stored = join(dir, 'state', 'self-signed.pem');
+    expect((await stat(stored)).mode & 0o777).toBe(0o600);
+    const again = await loadTlsMaterial(testConfig(dir));
+    expect(again.control).toMatchObject({ fingerprint256: first.control.fingerprint256, key: first.control.key, selfSigned: true });
+
+    await writeFile(stored, first.control.cert);
+    const afterDamage = await loadTlsMaterial(testConfig(dir));
+    expect(afterDamage.control.fingerprint256).not.toBe(first.control.fingerprint256);
+
+    const expiring = await generate([{ name: 'commonName', value: 'ftps-gateway' }], {
+      keyType: 'ec',
+      algorithm: 'sha256',
+      notAfterDate: new Date(Date.now() + 10 * 86_400_000),
+    });
+    await writeFile(stored, `${expiring.cert}${expiring.private}`);
+    const renewed = await loadTlsMaterial(testConfig(dir));
+    expect(renewed.control.validTo.getTime() - Date.now()).toBeGreaterThan(364 * 86_400_000);
+    expect(await readFile(stored, 'utf8')).toContain(renewed.control.cert.trim());
+  });
+
+  it('refuses a STATE_DIR that an FTP client could reach', async () => {
+    const inside = { ...testConfig(dir), storage: { ...testConfig(dir).storage, stateDir: join(dir, 'root', '.state') } };
+    const error = await StateDir.open(inside, captureLog().log).catch((e: unknown) => e);
+    expect((error as ConfigError).problems).toEqual([
+      `STATE_DIR: ${join(dir, 'root', '.state')} and FTP_ROOT (${join(dir, 'root')}) overlap: FTP clients could reach the server's key and password hash`,
+    ]);
+  });
+
+  it('says "cannot read" for a default key file that exists but cannot be read', async () => {
+    await writeFile(join(dir, 'tls.crt'), pairA.cert);
+    await mkdir(join(dir, 'tls.key'));
+    expect(await problems(testConfig(dir))).toEqual([`TLS_KEY_PATH: cannot read ${join(dir, 'tls.key')} (EISDIR)`]);
   });
 
   it('loads the default files when both exist', async () => {
