@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
