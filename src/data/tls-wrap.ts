@@ -14,8 +14,8 @@ export interface DataTlsPolicy {
   readonly sessionIds: net.Server;
   /** The handshake must resume this session's control TLS session. */
   readonly requireReuse: boolean;
-  /** SessionTlsContexts.renewTicketOnResume of this session. */
-  readonly renewTicketOnResume: (on: boolean) => void;
+  /** SessionTlsContexts.ticketsFor of this session. */
+  readonly ticketsFor: (purpose: TransferPurpose) => void;
   /** TLS_STRICT_EOF: an upload must end with close_notify (raw-feed.ts); a bare FIN fails it. */
   readonly strictEof: boolean;
   /** TLS_HANDSHAKE_TIMEOUT_SECONDS, at most DATA_TIMEOUT_SECONDS. */
@@ -42,7 +42,7 @@ export function openDataConnection(
     return plainConnection(withStallTimeout(raw, o.stallTimeoutMs));
   }
   const options = { isServer: true, secureContext: policy.context, server: policy.sessionIds };
-  policy.renewTicketOnResume(o.purpose === 'download');
+  policy.ticketsFor(o.purpose);
   let secure: tls.TLSSocket;
   if (o.purpose === 'upload' && policy.strictEof) {
     const feed = o.feed ?? RawFeed.adopt(raw);

@@ -570,7 +570,7 @@ export class Session implements CommandContext {
       context: this.sessionTls().data,
       sessionIds: this.sessionTls().dataSessionIds,
       requireReuse: this.deps.reusePolicy.requiredFor(this.peer.address, this.state.account),
-      renewTicketOnResume: (on) => this.sessionTls().renewTicketOnResume(on),
+      ticketsFor: (purpose) => this.sessionTls().ticketsFor(purpose),
       strictEof: this.config.tls.strictEof,
       handshakeTimeoutMs: Math.min(this.config.tls.handshakeTimeoutSeconds, this.config.data.timeoutSeconds) * 1000,
       handshakeFailed: (reason) => this.metrics.tlsHandshakeFailed('data', reason),

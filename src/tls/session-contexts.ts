@@ -30,6 +30,7 @@
  * 66 KB with one shared context), one or two per control connection. With session reuse not
  * required, all sessions share one context pair (and one ID cache, where resumption is then only a saving).
  */
+import type { TransferPurpose } from '../data/data-channel.js';
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -43,11 +44,13 @@ export interface SessionTlsContexts {
   /** The `server` option of data connections' TLSSockets: resumes those IDs only. */
   readonly dataSessionIds: net.Server;
   /**
-   * Whether the next data handshakes that resume the session by ticket get a fresh ticket. OpenSSL clients use a
-   * TLS 1.3 ticket once: without a new one, curl's second transfer on one control connection offered none and
-   * was refused (522). On for downloads only: a client that only writes leaves a ticket unread in its socket.
+   * The session tickets the next data handshakes send. Downloads: a fresh ticket, also when resuming: OpenSSL
+   * clients use a TLS 1.3 ticket once, and without a new one curl's second transfer on one control connection
+   * offered none and was refused (522). Uploads: none. A client that only writes never reads the ticket, and
+   * closing a socket with unread data makes the kernel send a reset, which destroys upload data the server
+   * has not read yet (rclone lost files so).
    */
-  renewTicketOnResume(on: boolean): void;
+  ticketsFor(purpose: TransferPurpose): void;
 }
 
 /** Structurally a subset of `Config['tls']`, which can be passed as it is. */
@@ -152,16 +155,20 @@ export class TlsContextFactory {
   #create(material: TlsPair, sessionTimeout: number): SessionTlsContexts {
     this.#created++;
     const ticketKeys = randomBytes(48);
-    const renewal = { on: false };
+    // The control handshake comes first and gets tickets; each data connection then sets what it gets.
+    let policy: TicketPolicy = { issue: true, renew: false };
     const context = (m: TlsMaterial) => {
       const created = tls.createSecureContext(secureContextOptions(m, this.#options, ticketKeys, sessionTimeout));
-      renewTicketsWhen(created, ticketKeys, () => renewal.on);
+      issueTicketsAs(created, ticketKeys, () => policy);
       return created;
     };
     const control = context(material.control);
     // Same certificate and same keys: one context serves both channels.
     const data = material.data === material.control ? control : context(material.data);
-    return Object.freeze({ control, data, ...sessionIdCache(), renewTicketOnResume: (on: boolean) => void (renewal.on = on) });
+    const ticketsFor = (purpose: TransferPurpose) => {
+      policy = purpose === 'download' ? { issue: true, renew: true } : { issue: false, renew: false };
+    };
+    return Object.freeze({ control, data, ...sessionIdCache(), ticketsFor });
   }
 }
 
@@ -171,20 +178,30 @@ interface TicketKeyHooks {
   onticketkeycallback: (name: Buffer, iv: Buffer, encrypt: boolean) => unknown[];
 }
 
+interface TicketPolicy {
+  /** Send tickets after a handshake. */
+  readonly issue: boolean;
+  /** Also after a handshake that resumed by ticket. */
+  readonly renew: boolean;
+}
+
 /**
- * Node's own ticket callback never asks OpenSSL to renew a ticket, so a resumed handshake issues none. This one
- * uses the same 48-byte keys (name, HMAC key, AES key, as `ticketKeys` lays them out) and answers "renew" while
- * `renew()` says so. Where Node lacks the hooks, `ticketKeys` alone stays in force: sessions resume as before.
+ * Node's own ticket callback always issues tickets and never asks OpenSSL to renew one, so a resumed handshake
+ * issues none. This one uses the same 48-byte keys (name, HMAC key, AES key, as `ticketKeys` lays them out) and
+ * follows `policy()`: on encryption 0 makes OpenSSL send no TLS 1.3 ticket (TLS 1.2 sends an empty one); on
+ * decryption 2 means "valid, and send a new one". Where Node lacks the hooks, `ticketKeys` alone stays in force:
+ * sessions resume as before.
  */
-function renewTicketsWhen(context: tls.SecureContext, ticketKeys: Buffer, renew: () => boolean): void {
+function issueTicketsAs(context: tls.SecureContext, ticketKeys: Buffer, policy: () => TicketPolicy): void {
   const native = (context as unknown as { context?: Partial<TicketKeyHooks> }).context;
   if (typeof native?.enableTicketKeyCallback !== 'function') return;
   const [name, hmac, aes] = [ticketKeys.subarray(0, 16), ticketKeys.subarray(16, 32), ticketKeys.subarray(32, 48)];
   native.enableTicketKeyCallback();
   native.onticketkeycallback = (ticketName, _iv, encrypt) => {
-    if (encrypt) return [1, hmac, aes, name, randomBytes(16)];
-    // 0: not ours (another session's ticket), a full handshake follows; 2: valid, and send a new one.
-    return [ticketName.equals(name) ? (renew() ? 2 : 1) : 0, hmac, aes];
+    // Node checks every part of the answer, even when it tells OpenSSL not to issue.
+    if (encrypt) return [policy().issue ? 1 : 0, hmac, aes, name, randomBytes(16)];
+    // 0: not ours (another session's ticket), a full handshake follows.
+    return [ticketName.equals(name) ? (policy().renew ? 2 : 1) : 0, hmac, aes];
   };
 }
 

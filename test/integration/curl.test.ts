@@ -130,6 +130,21 @@ describe('curl, explicit FTPS (AUTH TLS, PROT P)', () => {
       expect(verbs).toContain(mode);
       expect(verbs).not.toContain(mode === 'EPSV' ? 'PASV' : 'EPSV');
     });
+
+    it('downloads three files on one control connection: every data connection resumes its session', async () => {
+      const files = [1, 2, 3].map((i) => ({ name: `several-${i}-${tls}.bin`, content: randomBytes(50_000 * i) }));
+      for (const f of files) await writeFile(path.join(srv.root, f.name), f.content);
+      const outputs = files.flatMap((f) => ['--output', path.join(work, f.name), url(srv, f.name)]);
+
+      const r = await curl(...EXPLICIT, ...tlsArgs, ...outputs);
+
+      expect(r.exitCode, r.stderr).toBe(0);
+      for (const f of files) expect(sha256(await readFile(path.join(work, f.name)))).toBe(sha256(f.content));
+      const transfers = files.map((f) => transferOf(srv, `/${f.name}`));
+      expect(transfers.map((t) => t?.result)).toEqual(['ok', 'ok', 'ok']);
+      // One control connection (curl reuses it for the same host and login).
+      expect(new Set(transfers.map((t) => t?.session)).size).toBe(1);
+    });
   });
 
   it('lists a directory (LIST, and NLST with --list-only)', async () => {

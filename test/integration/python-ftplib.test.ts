@@ -9,14 +9,17 @@
  *
  * The Python programs are constants; the port, credentials and paths reach them through env and argv.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServerProcess } from '../support/server-process.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 const execFileAsync = promisify(execFile);
@@ -150,6 +153,18 @@ owner.quit()
 print(json.dumps({'first': first, 'second': second}))
 `;
 
+/**
+ * LIST, then (after a line on stdin, while the test moves the server's clock) LIST again on the same control
+ * connection, each data connection resuming the control session. One JSON line per LIST.
+ */
+const LIST_TWICE = `${PRELUDE}
+ftp = connect(ReusedSessionFTP_TLS, context())
+print(json.dumps(try_list(ftp)), flush=True)
+sys.stdin.readline()
+print(json.dumps(try_list(ftp)), flush=True)
+ftp.quit()
+`;
+
 interface PythonRun {
   readonly tlsMax?: '1.2';
   readonly tickets?: boolean;
@@ -158,7 +173,7 @@ interface PythonRun {
 }
 
 /** Runs a constant Python program (isolated mode: no PYTHON* variables, no user site) and parses its JSON. */
-async function python(srv: RunningServer, program: string, args: readonly string[], o: PythonRun = {}): Promise<unknown> {
+async function python(srv: { readonly port: number }, program: string, args: readonly string[], o: PythonRun = {}): Promise<unknown> {
   try {
     const { stdout } = await execFileAsync('python3', ['-I', '-c', program, ...args], {
       env: {
@@ -373,5 +388,54 @@ describe('Python ftplib, TLS_SESSION_REUSE_EXEMPT_CIDRS holding the client', () 
 
     expect(result).toMatchObject({ stored: expect.stringMatching(/^226/), retrieved: expect.stringMatching(/^226/) });
     expect(result.sha256).toBe(sha256(content));
+  });
+});
+
+/**
+ * The TLS session outlives the old 7,200 s limit (proftpd#1931: FileZilla sessions open for hours could no longer
+ * resume): the server process runs under libfaketime, whose clock the test moves forward between two transfers
+ * of one control connection. TLS 1.3 caps a session at 7 days; past that the data connection is refused.
+ */
+describe('Python ftplib, a control connection older than the TLS session lifetime (libfaketime)', () => {
+  const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+
+  it.each([
+    { label: '2 h 2 min, TLS 1.3', jump: '+7320s', run: {}, reply: /^226/ },
+    { label: '2 h 2 min, TLS 1.2', jump: '+7320s', run: { tlsMax: '1.2' }, reply: /^226/ },
+    { label: '7 days and 5 min, TLS 1.3', jump: '+605100s', run: {}, reply: REFUSED },
+  ] as const)('after $label a data connection still resumes within 7 days, not beyond', { timeout: 60_000 }, async ({ jump, run, reply }) => {
+    await access(LIBFAKETIME).catch((err: unknown) => {
+      throw new Error('libfaketime is needed: apt-get install faketime (scripts/test-setup.sh)', { cause: err });
+    });
+    const clock = path.join(work, `clock-${jump}`);
+    await writeFile(clock, '+0s');
+    const root = await mkdtemp(path.join(work, 'root-'));
+    const srv = await startServerProcess({
+      FTP_ROOT: root,
+      LD_PRELOAD: LIBFAKETIME,
+      FAKETIME_TIMESTAMP_FILE: clock,
+      // Read the file at every clock read (a cache would hide the jump; it costs the server some speed).
+      FAKETIME_NO_CACHE: '1',
+      // Timers stay on the real clock: only the wall clock (TLS session ages, certificate checks) jumps.
+      FAKETIME_DONT_FAKE_MONOTONIC: '1',
+    });
+    try {
+      await writeFile(path.join(root, 'still-here.txt'), 'x');
+      const client = spawn('python3', ['-I', '-c', LIST_TWICE], {
+        env: { ...process.env, FTP_PORT: String(srv.port), FTP_USER: TEST_USER, FTP_PASSWORD: TEST_PASSWORD, TLS_MAX: run.tlsMax ?? '', TICKETS: 'yes' },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      const lines = createInterface({ input: client.stdout })[Symbol.asyncIterator]();
+      const before = JSON.parse(String((await lines.next()).value)) as ListResult;
+      await writeFile(clock, jump);
+      client.stdin.end('\n');
+      const after = JSON.parse(String((await lines.next()).value)) as ListResult;
+      await once(client, 'exit');
+
+      expect(before.reply).toMatch(/^226/);
+      expect(after.reply).toMatch(reply);
+    } finally {
+      await srv.stop();
+    }
   });
 });
