@@ -62,9 +62,9 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 if ! $docker_needed; then
   :
 elif ! command -v docker >/dev/null; then
-  problems+=("no Docker engine (apt-get install docker.io, or Docker's docker-ce, and start it)")
+  problems+=("no Docker engine (apt-get install docker.io, or Docker's docker-ce, and start it; or SKIP_CONTAINER_TESTS=1 to run without the container suite)")
 elif ! docker info >/dev/null 2>&1; then
-  problems+=("the Docker engine does not answer (start it: systemctl start docker, or dockerd &; and make its socket usable by this user)")
+  problems+=("the Docker engine does not answer (start it: systemctl start docker, or dockerd &; or SKIP_CONTAINER_TESTS=1 to run without the container suite)")
 fi
 
 if ((${#problems[@]})); then

@@ -24,7 +24,7 @@ function requireMachine(containers: boolean): void {
   const check = spawnSync('bash', [SETUP_SCRIPT, '--check', ...(containers ? [] : ['--no-docker'])], { encoding: 'utf8' });
   if (check.status === 0) return;
   const finding = `${check.stdout}${check.stderr}`.trim().replace(/^test-setup: /, '');
-  process.stderr.write(`\nThis machine is not ready for the tests: ${finding}. Fix: scripts/test-setup.sh\n\n`);
+  process.stderr.write(`\nThis machine is not ready for the tests: ${finding}. Run scripts/test-setup.sh (installs the clients, checks Node and Docker).\n\n`);
   process.exit(1);
 }
 
