@@ -4,7 +4,8 @@ import tls from 'node:tls';
 import { createUserStore } from './auth/create-user-store.js';
 import { hashPassword } from './auth/password-hash.js';
 import type { Config } from './config/config.js';
-import { describeConfig } from './config/describe.js';
+import { describeVariables } from './config/describe.js';
+import type { Values } from './config/variables.js';
 import { createLogger } from './observability/logger.js';
 import { StateDir } from './state/state-dir.js';
 import { loadTlsMaterial } from './tls/certificates.js';
@@ -17,14 +18,14 @@ const MAX_PASSWORD_BYTES = 4096;
  * `check-config`: the resolved configuration, secrets redacted, after the checks a start makes on files
  * (certificates, client CA, users file); their problems are thrown as ConfigErrors.
  */
-export async function checkConfig(config: Config): Promise<string> {
+export async function checkConfig(config: Config, values: Values): Promise<string> {
   const log = createLogger({ log: { level: 'silent', format: 'json' } });
   // Read-only: checking must not create the password or certificate that the server's first start announces.
   const state = await StateDir.open(config, log, { readOnly: true });
   await loadTlsMaterial(config, state);
   const users = await createUserStore(config, log, { state, announce: () => {} });
   users.close?.();
-  return describeConfig(config);
+  return describeVariables(values);
 }
 
 /**

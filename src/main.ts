@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { checkConfig, hashPasswordFrom, healthcheck } from './cli.js';
+import { helpText, parseCommandLine, versionText, type CommandHelp } from './command-line.js';
 import { ConfigError, type Config } from './config/config.js';
-import { loadConfig } from './config/load.js';
+import { loadConfig, loadVariables } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { createServer } from './server/create-server.js';
 
@@ -14,13 +15,15 @@ function failOnConfig(err: unknown): never {
   throw err;
 }
 
-function configOrExit(): Config {
+function orExit<T>(load: (env: NodeJS.ProcessEnv) => T): T {
   try {
-    return loadConfig(process.env);
+    return load(process.env);
   } catch (err) {
     failOnConfig(err);
   }
 }
+
+const configOrExit = (): Config => orExit(loadConfig);
 
 async function serve(): Promise<void> {
   const config = configOrExit();
@@ -52,32 +55,65 @@ async function serve(): Promise<void> {
   });
 }
 
-const commands: Record<string, () => Promise<void>> = {
-  serve,
-  'check-config': async () => {
-    process.stdout.write(`${await checkConfig(configOrExit()).catch(failOnConfig)}\n`);
+interface Command extends CommandHelp {
+  run(): Promise<void>;
+}
+
+const commands: Record<string, Command> = {
+  serve: {
+    summary: 'run the FTPS server',
+    details: 'SIGTERM/SIGINT stop it gracefully (SHUTDOWN_GRACE_SECONDS); SIGHUP re-reads the certificates and the users file.',
+    configured: true,
+    run: serve,
   },
-  healthcheck: async () => {
-    const { healthy, message } = await healthcheck(configOrExit());
-    process.stdout.write(`${message}\n`);
-    process.exit(healthy ? 0 : 1);
+  'check-config': {
+    summary: 'print the configuration in effect, secrets redacted, after the checks a start makes',
+    details: 'Exit code 1 and one line per problem when the configuration is invalid or a file cannot be used.',
+    configured: true,
+    run: async () => {
+      const config = configOrExit();
+      process.stdout.write(`${await checkConfig(config, orExit(loadVariables)).catch(failOnConfig)}\n`);
+    },
   },
-  'hash-password': async () => {
-    // Typed at a terminal the password shows; a pipe (printf '%s' "$PASSWORD" | …) keeps it off the screen.
-    if (process.stdin.isTTY) process.stderr.write('Password, then Enter and Ctrl-D: ');
-    const result = await hashPasswordFrom(process.stdin);
-    if (!result.ok) {
-      process.stderr.write(`hash-password: ${result.message}\n`);
-      process.exit(1);
-    }
-    process.stdout.write(`${result.hash}\n`);
+  healthcheck: {
+    summary: "ask the running server whether it is ready (the image's HEALTHCHECK)",
+    details: 'GET /readyz on HTTP_PORT, or the 220 greeting of the control port when HTTP_PORT=0. Exit code 0 when healthy, 1 otherwise.',
+    configured: true,
+    run: async () => {
+      const { healthy, message } = await healthcheck(configOrExit());
+      process.stdout.write(`${message}\n`);
+      process.exit(healthy ? 0 : 1);
+    },
+  },
+  'hash-password': {
+    summary: 'print the scrypt hash of the password read from standard input, for FTP_USERS_FILE',
+    details: "The password is never an argument (ps would show it): printf '%s' \"$PASSWORD\" | ftps-gateway hash-password",
+    configured: false,
+    run: async () => {
+      // Typed at a terminal the password shows; a pipe (printf '%s' "$PASSWORD" | …) keeps it off the screen.
+      if (process.stdin.isTTY) process.stderr.write('Password, then Enter and Ctrl-D: ');
+      const result = await hashPasswordFrom(process.stdin);
+      if (!result.ok) {
+        process.stderr.write(`hash-password: ${result.message}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(`${result.hash}\n`);
+    },
   },
 };
 
-const name = process.argv[2] ?? 'serve';
-const command = commands[name];
-if (!command) {
-  process.stderr.write(`Unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}\n`);
-  process.exit(2);
+const commandLine = parseCommandLine(process.argv.slice(2), Object.keys(commands));
+switch (commandLine.action) {
+  case 'usage-error':
+    process.stderr.write(`${commandLine.message}\n`);
+    process.exit(2);
+    break;
+  case 'help':
+    process.stdout.write(`${helpText(commands, commandLine.command)}\n`);
+    break;
+  case 'version':
+    process.stdout.write(`${versionText()}\n`);
+    break;
+  case 'run':
+    await commands[commandLine.command]!.run();
 }
-await command();

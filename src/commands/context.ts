@@ -78,6 +78,8 @@ export interface CommandContext {
   beginTransfer(): AbortSignal;
   /** Aborts the running transfer; resolves once its final reply has been sent. False when none ran. */
   abortTransfer(): Promise<boolean>;
+  /** A finished transfer's data connection, until the client has read it all: shutdown waits for it. */
+  lingerUntil(closed: Promise<void>): void;
   /** A data transfer is running (the command that began it has not replied yet). */
   readonly transferInProgress: boolean;
   /** One line of text about the session for STAT. */

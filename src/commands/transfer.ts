@@ -94,6 +94,7 @@ async function runTransfer(
     const socket = await connection.ready();
     await move(body, socket, signal, (n) => (bytes += n));
     await connection.finish();
+    ctx.lingerUntil(connection.closed);
     recordTransfer(ctx, what.label, direction, bytes, started, connection.protected, 'ok');
     return reply(Code.ClosingData, what.success);
   } catch (err) {

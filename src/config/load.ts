@@ -1,18 +1,33 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'dotenv';
+import type { z } from 'zod';
 import { ConfigError, type Config } from './config.js';
-import { envSchema, VARIABLE_NAMES, withoutUnset } from './schema.js';
+import { envSchema, VARIABLE_NAMES, variablesSchema, withoutUnset } from './schema.js';
+import type { Values } from './variables.js';
 
 /**
  * Resolves the configuration once at start-up. `env` (the caller passes process.env) wins over the
  * .env file; any variable X may be given as X_FILE, a path to read it from (Docker/Kubernetes secrets).
  * Throws a ConfigError listing every problem, one line each, never a secret's value.
  */
-export function loadConfig(env: Record<string, string | undefined>, opts: { dotenvPath?: string } = {}): Readonly<Config> {
+export function loadConfig(env: Record<string, string | undefined>, opts: LoadOptions = {}): Readonly<Config> {
+  return load(envSchema, env, opts);
+}
+
+/** The same resolution, giving every variable's value rather than the Config (check-config prints them). */
+export function loadVariables(env: Record<string, string | undefined>, opts: LoadOptions = {}): Readonly<Values> {
+  return load(variablesSchema, env, opts);
+}
+
+interface LoadOptions {
+  readonly dotenvPath?: string;
+}
+
+function load<T extends object>(schema: z.ZodType<T, unknown>, env: Record<string, string | undefined>, opts: LoadOptions): Readonly<T> {
   const problems: string[] = [];
   const vars = { ...readDotenv(opts.dotenvPath ?? '.env', problems), ...withoutUnset(env) };
   const failed = resolveFiles(vars, problems);
-  const result = envSchema.safeParse(vars);
+  const result = schema.safeParse(vars);
   for (const issue of result.error?.issues ?? []) {
     const name = String(issue.path[0]);
     // Such a variable is missing, so a rule may trip over it; its own problem already says why.

@@ -8,8 +8,16 @@ export interface DataConnection {
   readonly protected: boolean;
   /** Resolves with the stream to transfer on once TLS (if any) is established and checked. */
   ready(): Promise<net.Socket>;
-  /** Ends the connection gracefully after a transfer (TLS close_notify, then FIN). */
+  /**
+   * Ends the connection gracefully after a transfer (TLS close_notify, then FIN). Resolves when the client has
+   * closed it too (it read everything), or after a few seconds for clients that wait for the reply first.
+   */
   finish(): Promise<void>;
+  /**
+   * Resolves when the socket is gone: the client closed it, or it stalled (DATA_TIMEOUT_SECONDS). Until then
+   * sent data may still sit in kernel buffers, which a container's stop would discard with its network.
+   */
+  readonly closed: Promise<void>;
   destroy(): void;
 }
 

@@ -102,6 +102,7 @@ export function openDataConnection(
     protected: true,
     ready: () => handshake,
     finish: () => endGracefully(secure),
+    closed: closeOf(secure),
     destroy: () => secure.destroy(),
   };
 }
@@ -118,11 +119,19 @@ function plainConnection(raw: net.Socket): DataConnection {
     protected: false,
     ready: async () => raw,
     finish: () => endGracefully(raw),
+    closed: closeOf(raw),
     destroy: () => raw.destroy(),
   };
 }
 
-/** end() flushes and sends close_notify/FIN; the client then closes. Destroying early could reset the connection. */
+const closeOf = (socket: net.Socket): Promise<void> =>
+  socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
+
+/**
+ * end() flushes and sends close_notify/FIN; the client then closes. Destroying early could reset the connection
+ * and lose what the kernel still holds for a slow reader, so the socket stays until the client closes it or
+ * the stall timeout ends it; the transfer's reply waits for that only CLOSE_WAIT_MS.
+ */
 async function endGracefully(socket: net.Socket): Promise<void> {
   if (socket.destroyed) return;
   await new Promise<void>((resolve) => {
@@ -135,5 +144,4 @@ async function endGracefully(socket: net.Socket): Promise<void> {
     // Data the client still sends (a late close_notify) must not stall the close.
     socket.resume();
   });
-  socket.destroy();
 }

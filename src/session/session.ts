@@ -114,6 +114,8 @@ export class Session implements CommandContext {
   private tlsContexts: SessionTlsContexts | undefined;
   private pendingData: PendingDataChannel | undefined;
   private transfer: RunningTransfer | undefined;
+  /** Data connections of finished transfers whose client has not closed them yet (their data may be in flight). */
+  private readonly lingering = new Set<Promise<void>>();
   private storageBackend: StorageBackend | undefined;
   private afterReply: 'upgrade' | 'close' | undefined;
   private ended = false;
@@ -180,6 +182,7 @@ export class Session implements CommandContext {
   async shutdown(): Promise<void> {
     if (this.ended) return;
     await this.transfer?.done;
+    await Promise.all(this.lingering);
     this.channel.send(reply(Code.ServiceNotAvailable, 'Server shutting down, closing control connection'));
     this.channel.close();
     await this.closed;
@@ -499,6 +502,11 @@ export class Session implements CommandContext {
     running.controller.abort();
     await running.done;
     return true;
+  }
+
+  lingerUntil(closed: Promise<void>): void {
+    this.lingering.add(closed);
+    void closed.then(() => this.lingering.delete(closed));
   }
 
   get transferInProgress(): boolean {

@@ -160,6 +160,15 @@ describe.skipIf(skipContainers)('container image', () => {
     expect(output).not.toMatch(/\n\s+at /);
   });
 
+  it('answers --version from the package.json it carries, --help with the variables, and exit 2 to an unknown argument', async () => {
+    const { version } = JSON.parse(await readFile('package.json', 'utf8')) as { version: string };
+    expect((await run('docker', ['run', '--rm', IMAGE, '--version'])).stdout).toBe(`ftps-gateway ${version}\n`);
+    expect((await run('docker', ['run', '--rm', IMAGE, 'check-config', '--version'])).stdout).toBe(`ftps-gateway ${version}\n`);
+    expect((await run('docker', ['run', '--rm', IMAGE, '--help'])).stdout).toMatch(/^ {2}PASV_MIN_PORT +30000$/m);
+    const unknown = await run('docker', ['run', '--rm', IMAGE, 'serve', '--bogus']).catch((e: { code: number; stderr: string }) => e);
+    expect(unknown).toMatchObject({ code: 2, stderr: 'ftps-gateway: unknown argument "--bogus" (see ftps-gateway serve --help)\n' });
+  });
+
   it('declares a HEALTHCHECK that reports the running server healthy', async () => {
     const { stdout } = await run('docker', ['image', 'inspect', '--format', '{{json .Config.Healthcheck.Test}}', IMAGE]);
     const test = JSON.parse(stdout) as string[];

@@ -1,10 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePasswordHash, verifyPassword } from '../../src/auth/password-hash.js';
+import { VARIABLE_NAMES } from '../../src/config/variables.js';
 import { freePort } from '../support/ports.js';
 import { RawFtpClient } from '../support/raw-client.js';
 
@@ -198,5 +200,73 @@ describe('command line', () => {
     expect(stderr).not.toContain(hash);
     expect(stderr).not.toContain('plaintext');
     expect(stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+/** `node dist/main.js ...args`: exit code and output, whether it succeeded or not. */
+async function invoke(args: string[], env: Record<string, string> = { PATH: process.env.PATH ?? '' }) {
+  return run(process.execPath, [MAIN, ...args], { env, cwd: os.tmpdir(), timeout: 20_000 }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+}
+
+describe('command-line arguments', () => {
+  const COMMANDS = ['serve', 'check-config', 'healthcheck', 'hash-password'];
+  const VERSION = (JSON.parse(readFileSync(path.resolve('package.json'), 'utf8')) as { version: string }).version;
+
+  const invocations: [string, string[]][] = [['ftps-gateway', []], ...COMMANDS.map((c): [string, string[]] => [`ftps-gateway ${c}`, [c]])];
+  it.each(invocations)('%s --version and -V print the version from package.json', async (_name, command) => {
+    for (const flag of ['--version', '-V']) {
+      expect(await invoke([...command, flag])).toStrictEqual({ code: 0, stdout: `ftps-gateway ${VERSION}\n`, stderr: '' });
+    }
+  });
+
+  it('--help lists every command and every variable with its default, and points at README and check-config', async () => {
+    const { code, stdout, stderr } = await invoke(['--help']);
+    expect({ code, stderr }).toStrictEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^Usage: ftps-gateway \[command\] \[--help\] \[--version\]\n/);
+    for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${command} +\\S`, 'm'));
+    for (const name of VARIABLE_NAMES) expect(stdout).toMatch(new RegExp(`^  ${name}\\b`, 'm'));
+    expect(stdout).toMatch(/^ {2}FTPS_PORT +21 \(990 when implicit\)$/m);
+    expect(stdout).toMatch(/^ {2}FTP_PASSWORD +random \(secret\)$/m);
+    expect(stdout).toContain('README.md');
+    expect(stdout).toContain('check-config');
+    expect((await invoke(['-h'])).stdout).toBe(stdout);
+  });
+
+  it.each(COMMANDS)('%s --help describes the command and exits 0 without reading the configuration', async (command) => {
+    // An invalid configuration would stop every command with exit code 1: --help must not get that far.
+    const { code, stdout, stderr } = await invoke([command, '--help'], { PATH: process.env.PATH ?? '', FTPS_IMPLICIT_SSL: 'maybe' });
+    expect({ code, stderr }).toStrictEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(new RegExp(`^Usage: ftps-gateway ${command} \\[--help\\] \\[--version\\]\\n\\n\\S`));
+    // The server's help carries the variables; the others point at it or need none.
+    expect(stdout.includes('FTPS_IMPLICIT_SSL')).toBe(command === 'serve');
+  });
+
+  it('an unknown command is a usage error: exit 2, one line naming it and pointing at --help', async () => {
+    expect(await invoke(['start'])).toStrictEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'ftps-gateway: unknown command "start" (see ftps-gateway --help)\n',
+    });
+  });
+
+  it.each([
+    [['--port=21'], 'unknown argument "--port=21" (see ftps-gateway --help)'],
+    [['serve', '--port', '21'], 'unknown argument "--port" (see ftps-gateway serve --help)'],
+    [['check-config', 'extra'], 'unknown argument "extra" (see ftps-gateway check-config --help)'],
+    [['healthcheck', '--verbose'], 'unknown argument "--verbose" (see ftps-gateway healthcheck --help)'],
+    [['hash-password', 'hunter2'], 'unknown argument "hunter2" (see ftps-gateway hash-password --help)'],
+    [['serve', '--help', '--bogus'], 'unknown argument "--bogus" (see ftps-gateway serve --help)'],
+  ])('%j is a usage error (exit 2, one line), and nothing starts', async (args, message) => {
+    const env = await baseEnv();
+    expect(await invoke(args, env)).toStrictEqual({ code: 2, stdout: '', stderr: `ftps-gateway: ${message}\n` });
+  });
+
+  it('an argument carrying terminal escapes or line breaks is quoted, so the error stays one inert line', async () => {
+    const { code, stderr } = await invoke(['serve', '\u001b[2J\r\nfake: line']);
+    expect(code).toBe(2);
+    expect(stderr).toBe('ftps-gateway: unknown argument "\\u001b[2J\\r\\nfake: line" (see ftps-gateway serve --help)\n');
   });
 });

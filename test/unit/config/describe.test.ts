@@ -1,12 +1,12 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeConfig } from '../../../src/config/describe.js';
-import { envSchema, VARIABLE_NAMES } from '../../../src/config/schema.js';
+import { describeVariables } from '../../../src/config/describe.js';
+import { SECRET_VARIABLES, variablesSchema, VARIABLE_NAMES } from '../../../src/config/schema.js';
 
-describe('describeConfig', () => {
+const described = (env: Record<string, string>) => describeVariables(variablesSchema.parse(env)).split('\n');
+
+describe('describeVariables', () => {
   it('lists every variable once, in VARIABLE=value form', () => {
-    const lines = describeConfig(envSchema.parse({})).split('\n');
+    const lines = described({});
     expect(lines.map((line) => line.slice(0, line.indexOf('=')))).toStrictEqual(VARIABLE_NAMES);
     expect(lines).toContain('FTPS_PORT=21');
     expect(lines).toContain('FTPS_BANNER=ftps-gateway ready');
@@ -15,32 +15,41 @@ describe('describeConfig', () => {
     expect(lines).toContain('LOG_LEVEL=info');
   });
 
-  it('shows resolved values', () => {
-    const lines = describeConfig(envSchema.parse({ FTPS_IMPLICIT_SSL: 'yes', LOG_LEVEL: 'DEBUG', FTP_ROOT: '/srv' })).split('\n');
-    expect(lines).toEqual(expect.arrayContaining(['FTPS_IMPLICIT_SSL=true', 'FTPS_PORT=990', 'LOG_LEVEL=debug', 'FTP_ROOT=/srv']));
+  it('shows resolved values, computed defaults included, in the form the variable accepts', () => {
+    const lines = described({
+      FTPS_IMPLICIT_SSL: 'yes',
+      LOG_LEVEL: 'DEBUG',
+      FTP_ROOT: '/srv',
+      PASV_MIN_PORT: '40000',
+      PASV_MAX_PORT: '40039',
+      PROXY_TRUSTED_CIDRS: '10.0.0.0/8, 192.0.2.7',
+      PASV_ADDRESS_OVERRIDES: '10.0.0.0/8=10.0.0.5; 192.168.0.0/16=192.168.0.5',
+    });
+    expect(lines).toEqual(expect.arrayContaining([
+      'FTPS_IMPLICIT_SSL=true', 'FTPS_PORT=990', 'LOG_LEVEL=debug', 'FTP_ROOT=/srv', 'FTP_ANONYMOUS_ROOT=/srv/pub', 'PASV_MAX_PER_IP=10',
+      'PROXY_TRUSTED_CIDRS=10.0.0.0/8,192.0.2.7', 'PASV_ADDRESS_OVERRIDES=10.0.0.0/8=10.0.0.5;192.168.0.0/16=192.168.0.5',
+    ]));
+  });
+
+  it('prints what reads back as the same values (check-config output works as a .env file)', () => {
+    const values = variablesSchema.parse({
+      FTPS_IMPLICIT_SSL: 'YES', PASV_ADDRESS: 'ftp.example.com', MAX_UPLOAD_BYTES: '1048576', TLS_CLIENT_AUTH: 'Optional',
+      TLS_CLIENT_CA_PATH: '/ca.pem', PROXY_PROTOCOL: 'v2', PROXY_TRUSTED_CIDRS: '10.0.0.0/8, 2001:db8::/32',
+      TLS_SESSION_REUSE_EXEMPT_CIDRS: '192.0.2.7', PASV_ADDRESS_OVERRIDES: '10.0.0.0/8=10.0.0.5',
+    });
+    const env = Object.fromEntries(describeVariables(values).split('\n').map((line) => line.split(/=(.*)/s).slice(0, 2)));
+    expect(variablesSchema.parse(env)).toStrictEqual(values);
+  });
+
+  it('knows which variables are secret from their definitions', () => {
+    expect(SECRET_VARIABLES).toStrictEqual(['TLS_KEY_PASSPHRASE', 'FTP_PASSWORD']);
   });
 
   it('redacts secrets that are set and leaves unset ones empty', () => {
-    const withSecrets = describeConfig(
-      envSchema.parse({ FTP_USER: 'alice', FTP_PASSWORD: 'hunter2', TLS_KEY_PASSPHRASE: 'open-sesame' }),
-    );
-    expect(withSecrets).not.toContain('hunter2');
-    expect(withSecrets).not.toContain('open-sesame');
-    expect(withSecrets.split('\n')).toEqual(
-      expect.arrayContaining(['FTP_USER=alice', 'FTP_PASSWORD=[redacted]', 'TLS_KEY_PASSPHRASE=[redacted]']),
-    );
-    expect(describeConfig(envSchema.parse({})).split('\n')).toEqual(
-      expect.arrayContaining(['FTP_PASSWORD=', 'TLS_KEY_PASSPHRASE=']),
-    );
-  });
-});
-
-describe('.env.example', () => {
-  const example = readFileSync(join(import.meta.dirname, '../../../.env.example'), 'utf8');
-  // "# NAME=value" lines; explanations never contain "=".
-  const documented = [...example.matchAll(/^# ([A-Z_]+)=(.*)$/gm)].map(([, name, value]) => `${name}=${value}`);
-
-  it('documents every variable with its real default', () => {
-    expect(documented).toStrictEqual(describeConfig(envSchema.parse({})).split('\n'));
+    const withSecrets = described({ FTP_USER: 'alice', FTP_PASSWORD: 'hunter2', TLS_KEY_PASSPHRASE: 'open-sesame' });
+    expect(withSecrets.join('\n')).not.toContain('hunter2');
+    expect(withSecrets.join('\n')).not.toContain('open-sesame');
+    expect(withSecrets).toEqual(expect.arrayContaining(['FTP_USER=alice', 'FTP_PASSWORD=[redacted]', 'TLS_KEY_PASSPHRASE=[redacted]']));
+    expect(described({})).toEqual(expect.arrayContaining(['FTP_PASSWORD=', 'TLS_KEY_PASSPHRASE=']));
   });
 });

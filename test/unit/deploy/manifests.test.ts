@@ -3,17 +3,24 @@
  * `kubectl apply --dry-run=client` and `docker compose config` would need — without a cluster or a
  * Docker engine. Above all: the passive ports are published 1:1 and agree with PASV_MIN/MAX_PORT.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { VARIABLES } from '../../../src/config/variables.js';
 import { at, isObj, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
 
 const K8S_DIR = path.join(ROOT, 'docker/k8s');
 const HEALTHCHECK = ['node', '/app/dist/main.js', 'healthcheck'];
-/** The server's defaults (README.md), used where a file does not set the range. */
-const DEFAULT_PASV = { min: 30_000, max: 30_009 };
-const SHUTDOWN_GRACE_DEFAULT_SECONDS = 30;
-const HTTP_PORT_DEFAULT = 8080;
+/** The server's defaults, used where a file does not set the variable. */
+const DEFAULT_PASV = { min: VARIABLES.PASV_MIN_PORT.default, max: VARIABLES.PASV_MAX_PORT.default };
+const SHUTDOWN_GRACE_DEFAULT_SECONDS = VARIABLES.SHUTDOWN_GRACE_SECONDS.default;
+const HTTP_PORT_DEFAULT = VARIABLES.HTTP_PORT.default;
+/**
+ * README "Stopping": whatever stops the container waits SHUTDOWN_GRACE_SECONDS plus this before SIGKILL
+ * (docker run --stop-timeout, compose stop_grace_period, terminationGracePeriodSeconds): one number, 40 s.
+ */
+const STOP_MARGIN_SECONDS = 10;
+const STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_DEFAULT_SECONDS + STOP_MARGIN_SECONDS;
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
@@ -253,7 +260,7 @@ describe('Kubernetes manifests', () => {
       expect(at(container, `resources.${key}`), key).toBeDefined();
     }
     const grace = Number(env.SHUTDOWN_GRACE_SECONDS ?? SHUTDOWN_GRACE_DEFAULT_SECONDS);
-    expect(Number(at(podSpec, 'terminationGracePeriodSeconds'))).toBeGreaterThan(grace);
+    expect(Number(at(podSpec, 'terminationGracePeriodSeconds'))).toBe(grace + STOP_MARGIN_SECONDS);
     expect(at(podSpec, 'enableServiceLinks')).toBe(false);
   });
 });
@@ -356,7 +363,25 @@ describe('docker-compose.yml', () => {
     expect(listAt(ftps, 'cap_drop')).toContain('ALL');
     expect(listAt(ftps, 'security_opt')).toContain('no-new-privileges:true');
     expect(listAt(ftps, 'healthcheck.test')).toEqual(['CMD', ...HEALTHCHECK]);
-    expect(seconds(ftps.stop_grace_period)).toBeGreaterThan(SHUTDOWN_GRACE_DEFAULT_SECONDS);
+    expect(seconds(ftps.stop_grace_period)).toBe(STOP_TIMEOUT_SECONDS);
+  });
+
+  it('keeps STATE_DIR on a named volume of its own', () => {
+    const mounts = listAt(ftps, 'volumes').map(String);
+    const state = mounts.find((m) => m.split(':')[1] === '/var/lib/ftps-gateway');
+    expect(state, 'a mount at /var/lib/ftps-gateway').toBeDefined();
+    expect(Object.keys(objAt(compose, 'volumes'))).toContain(state!.split(':')[0]);
+  });
+});
+
+describe('README.md docker run one-liner', () => {
+  // The command and its continuation lines.
+  const command = /docker run -d --name ftps (?:[^\n]*\\\n)+[^\n]*/.exec(readFileSync(path.join(ROOT, 'README.md'), 'utf8'))?.[0] ?? '';
+
+  it('waits the stop timeout, keeps the state and the files on named volumes', () => {
+    expect(command).toContain(`--stop-timeout ${STOP_TIMEOUT_SECONDS} `);
+    expect(command).toMatch(/-v ftps-state:\/var\/lib\/ftps-gateway /);
+    expect(command).toMatch(/-v ftps-data:\/data /);
   });
 });
 

@@ -10,12 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { variablesSchema } from '../../../src/config/schema.js';
 import { at, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
 
 const COMPOSE_DIR = path.join(ROOT, 'docker/scale-out');
 const K8S_DIR = path.join(ROOT, 'docker/k8s/scale-out');
-/** The server's defaults (README.md). */
-const DEFAULTS = { FTPS_PORT: '21', HTTP_PORT: '8080', IDLE_TIMEOUT_SECONDS: '300', SHUTDOWN_GRACE_SECONDS: '30' };
+/** The server's defaults (an empty environment). */
+const DEFAULTS = variablesSchema.parse({});
 
 type Range = { min: number; max: number };
 
@@ -215,7 +216,8 @@ describe('docker/scale-out/compose.yml with haproxy/haproxy.cfg', () => {
       expect(s.cap_drop, name).toContain('ALL');
       expect(s.security_opt, name).toContain('no-new-privileges:true');
       expect(s.restart, name).toBe('unless-stopped');
-      expect(Number(/^(\d+)s$/.exec(String(s.stop_grace_period))?.[1]), name).toBeGreaterThan(Number(DEFAULTS.SHUTDOWN_GRACE_SECONDS));
+      // README "Stopping": SHUTDOWN_GRACE_SECONDS plus 10 s, everywhere.
+      expect(Number(/^(\d+)s$/.exec(String(s.stop_grace_period))?.[1]), name).toBe(Number(DEFAULTS.SHUTDOWN_GRACE_SECONDS) + 10);
     }
     for (const name of gatewayNames) expect(at(services[name], 'tmpfs'), name).toContain('/tmp');
   });
@@ -370,7 +372,7 @@ describe('docker/k8s/scale-out', () => {
     expect(httpPort).toBe(Number(env.HTTP_PORT ?? DEFAULTS.HTTP_PORT));
     expect(objAt(container, 'livenessProbe.httpGet')).toMatchObject({ path: '/healthz', port: 'http' });
     expect(objAt(container, 'readinessProbe.httpGet')).toMatchObject({ path: '/readyz', port: 'http' });
-    expect(Number(at(podSpec, 'terminationGracePeriodSeconds'))).toBeGreaterThan(Number(env.SHUTDOWN_GRACE_SECONDS ?? DEFAULTS.SHUTDOWN_GRACE_SECONDS));
+    expect(Number(at(podSpec, 'terminationGracePeriodSeconds'))).toBe(Number(env.SHUTDOWN_GRACE_SECONDS ?? DEFAULTS.SHUTDOWN_GRACE_SECONDS) + 10);
   });
 
   const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;

@@ -1,0 +1,270 @@
+import path from 'node:path';
+import {
+  absolutePath, addressList, bool, count, integer, ipAddress, ipOrHost, MAX_SECONDS, oneLine, oneOf, pasvOverrides, port,
+  seconds, text, type ValueType,
+} from './value-types.js';
+
+/**
+ * The one definition of every environment variable: its type, default, description, and whether it is secret.
+ * The zod schema, check-config's output, `--help`, the README table and .env.example are derived from it
+ * (`npm run docs:config` rewrites the last two; a unit test fails while they disagree).
+ *
+ * - `default`: a value, or a function of the variables defined above it, applied after the cross-variable
+ *   rules (so `toConfig` can still tell whether the variable was set). None: the variable may stay unset.
+ * - `shown`: how the documentation shows a default that is not simply a value (Markdown); for a computed
+ *   default or none, .env.example adds "unset means …".
+ * - `doc`: Markdown, a sentence without its capital and final period: the README's "Meaning" cell,
+ *   .env.example's comment (plain text).
+ * - `documentedWith`: shares the description of the variable just above (one README row, one comment).
+ * - `secret`: redacted by check-config, marked in .env.example and `--help`.
+ */
+interface Spec<V> {
+  // A computed default names the variables it reads in its parameter's type: typed by `Values`, the
+  // table's type would depend on itself.
+  readonly default?: V | ((values: never) => V);
+  readonly shown?: string;
+  readonly doc?: string;
+  readonly documentedWith?: string;
+  readonly secret?: true;
+}
+
+export type Definition<V = unknown> = Spec<V> & { readonly type: ValueType<V> };
+
+function variable<V, const S extends Spec<V>>(type: ValueType<V>, spec: S): S & { readonly type: ValueType<V> } {
+  return { ...spec, type };
+}
+
+/**
+ * TLS 1.2 suites: Mozilla's "intermediate" profile less its DHE suites, i.e. forward secrecy (ECDHE) and AEAD
+ * only, no static RSA key exchange and no CBC. TLS 1.3 suites are OpenSSL's (all AEAD), whatever this says.
+ */
+export const INTERMEDIATE_TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+
+const control = {
+  FTPS_IMPLICIT_SSL: variable(bool, {
+    default: false,
+    doc: 'TLS from the first byte on the control port (implicit FTPS) instead of `AUTH TLS` on a plain connection',
+  }),
+  // 0 lets the OS pick a free port (tests).
+  FTPS_PORT: variable(integer(0, 65_535), {
+    default: (v: { FTPS_IMPLICIT_SSL: boolean }): number => (v.FTPS_IMPLICIT_SSL ? 990 : 21),
+    shown: '`21` (`990` when implicit)',
+    doc: 'control port',
+  }),
+  FTPS_BIND_ADDRESS: variable(ipAddress, { shown: 'all interfaces', doc: 'IP address to listen on' }),
+  FTPS_REQUIRE_TLS: variable(bool, { default: true, doc: 'refuse USER/PASS before `AUTH TLS` (530)' }),
+  FTPS_REQUIRE_PROT_P: variable(bool, {
+    default: true,
+    doc: 'refuse transfers on data connections left unprotected, without `PROT P` (521)',
+  }),
+  FTPS_BANNER: variable(oneLine, { default: 'ftps-gateway ready', doc: 'text of the 220 greeting; one line' }),
+  // Computed (from nothing): applied after the rules, so that toConfig tells a path set explicitly, whose
+  // missing file is an error, from the default, whose missing file means a self-signed pair.
+  TLS_CERT_PATH: variable(text, {
+    default: (): string => '/certs/tls.crt',
+    doc: 'PEM certificate (chain) and private key; a self-signed pair is used when both are left unset and the files are missing',
+  }),
+  TLS_KEY_PATH: variable(text, { default: (): string => '/certs/tls.key', documentedWith: 'TLS_CERT_PATH' }),
+  TLS_KEY_PASSPHRASE: variable(text, { secret: true, doc: 'passphrase of an encrypted private key' }),
+  TLS_MIN_VERSION: variable(oneOf(TLS_VERSIONS), { default: 'TLSv1.2', doc: 'lowest TLS version accepted: `TLSv1.2` or `TLSv1.3`' }),
+  TLS_MAX_VERSION: variable(oneOf(TLS_VERSIONS), {
+    default: 'TLSv1.3',
+    doc: 'highest TLS version offered: `TLSv1.2` or `TLSv1.3` (`TLSv1.2` for clients whose TLS 1.3 session resumption fails)',
+  }),
+  TLS_CIPHERS: variable(text, {
+    default: INTERMEDIATE_TLS12_CIPHERS,
+    shown: 'ECDHE + AEAD (Mozilla "intermediate" without DHE)',
+    doc: "OpenSSL cipher list for TLS 1.2; TLS 1.3 suites are OpenSSL's",
+  }),
+  TLS_REQUIRE_SESSION_REUSE: variable(bool, {
+    default: true,
+    doc: "data TLS must resume *its own* control connection's session, which stops connection stealing (522 otherwise)",
+  }),
+  TLS_SESSION_REUSE_EXEMPT_CIDRS: variable(addressList, {
+    doc:
+      'client addresses (IPs/CIDRs, comma-separated) whose data connections need not resume their control session; ' +
+      "they still need TLS, `PROT P` and the client's own address. Per user: `reuse=optional` in the users file",
+  }),
+  TLS_CLIENT_CA_PATH: variable(text, {
+    doc: 'PEM CA certificate(s) that sign the client certificates accepted; needed when `TLS_CLIENT_AUTH` is not `none`',
+  }),
+  TLS_CLIENT_AUTH: variable(oneOf(['none', 'optional', 'required']), {
+    default: 'none',
+    doc:
+      'client certificates: `none`; `optional`: a presented certificate must be signed by `TLS_CLIENT_CA_PATH`; ' +
+      '`required`: no login without one (control connection)',
+  }),
+  TLS_HANDSHAKE_TIMEOUT_SECONDS: variable(seconds, {
+    default: 10,
+    doc: 'seconds a TLS handshake (control or data) may take before the connection is dropped',
+  }),
+  TLS_STRICT_EOF: variable(bool, {
+    default: true,
+    doc:
+      'a protected upload is complete only when the client ended its TLS stream with close_notify; ' +
+      'a bare TCP FIN or a reset gets 426 and the previous content stays',
+  }),
+};
+
+const data = {
+  DATA_IMPLICIT_SSL: variable(bool, {
+    default: false,
+    doc: 'every data connection is TLS from its first byte, without `PROT P` (DartFTP/PowerTCP)',
+  }),
+  DATA_TLS_CERT_PATH: variable(text, {
+    shown: 'the control certificate',
+    doc: 'a separate certificate and key (PEM) for data connections; set both or neither',
+  }),
+  DATA_TLS_KEY_PATH: variable(text, { shown: 'the control certificate', documentedWith: 'DATA_TLS_CERT_PATH' }),
+  PASV_ADDRESS: variable(ipOrHost, {
+    shown: "the control connection's local address",
+    doc: 'IP address or host name sent in 227 (PASV) replies; a host name is resolved at start and every `PASV_ADDRESS_RESOLVE_SECONDS`',
+  }),
+  PASV_MIN_PORT: variable(port, {
+    default: 30_000,
+    doc: 'passive port range, inclusive (exhausted → 425); publish the same ports from the container',
+  }),
+  PASV_MAX_PORT: variable(port, { default: 30_009, documentedWith: 'PASV_MIN_PORT' }),
+  PASV_PROMISCUOUS: variable(bool, { default: false, doc: "accept passive data connections from other IPs than the client's" }),
+  PASV_MAX_PER_IP: variable(count, {
+    default: (v: { PASV_MIN_PORT: number; PASV_MAX_PORT: number }): number =>
+      Math.max(1, Math.floor((v.PASV_MAX_PORT - v.PASV_MIN_PORT + 1) / 4)),
+    shown: 'a quarter of the range, at least 1',
+    doc: 'passive ports one client address may hold at once (425 beyond); raise it when many clients share one NAT address',
+  }),
+  ACTIVE_MODE: variable(bool, { default: true, doc: "allow PORT/EPRT (only to the client's own IP, never to ports < 1024)" }),
+  DATA_TIMEOUT_SECONDS: variable(seconds, {
+    default: 60,
+    doc: 'seconds to wait for a data connection to open, and for a stalled transfer to move again (426)',
+  }),
+};
+
+const storageAndUsers = {
+  FTP_ROOT: variable(absolutePath, { default: '/data', doc: 'absolute directory served to clients' }),
+  FOLLOW_SYMLINKS: variable(bool, {
+    default: true,
+    doc: "follow symlinks whose target stays inside the user's home; `false` refuses every symlink (550)",
+  }),
+  STATE_DIR: variable(absolutePath, {
+    default: '/var/lib/ftps-gateway',
+    doc: 'where the generated password hash and self-signed certificate are kept across restarts (a volume); never inside `FTP_ROOT`',
+  }),
+  UPLOAD_FSYNC: variable(bool, {
+    default: true,
+    doc: 'an upload is on stable storage (file data, then the directory entry) before its 226',
+  }),
+  MAX_UPLOAD_BYTES: variable(count, {
+    shown: 'unlimited',
+    doc: 'the largest file an upload may make, in bytes: beyond it 552, and the previous content stays',
+  }),
+  FTP_USER: variable(text, { shown: '`ftp`', doc: 'one account with home `FTP_ROOT`; set both or neither' }),
+  FTP_PASSWORD: variable(text, { shown: 'random', secret: true, documentedWith: 'FTP_USER' }),
+  LOGIN_MAX_ATTEMPTS: variable(count, { default: 3, doc: 'failed logins on one connection before it is closed' }),
+  FTP_USERS_FILE: variable(text, {
+    doc:
+      'users file (usually a mounted secret), `name:[!]password-hash:home:rw|ro[:allowed-cidrs]` per line ' +
+      '(`!` disables), reloaded when it changes',
+  }),
+  FTP_ANONYMOUS: variable(bool, { default: false, doc: 'read-only login as `anonymous` or `ftp` with any password' }),
+  // Never the users' homes.
+  FTP_ANONYMOUS_ROOT: variable(absolutePath, {
+    default: (v: { FTP_ROOT: string }): string => path.join(v.FTP_ROOT, 'pub'),
+    shown: '`FTP_ROOT/pub`',
+    doc: "the anonymous user's root; a root containing any user's home stops the start",
+  }),
+  LOGIN_BAN_THRESHOLD: variable(count, {
+    default: 10,
+    doc: 'failed logins from one IP within the window → that IP is refused with 421 at connect for the ban time',
+  }),
+  LOGIN_BAN_WINDOW_SECONDS: variable(seconds, { default: 600, documentedWith: 'LOGIN_BAN_THRESHOLD' }),
+  LOGIN_BAN_SECONDS: variable(seconds, { default: 900, documentedWith: 'LOGIN_BAN_THRESHOLD' }),
+};
+
+const limits = {
+  MAX_CONNECTIONS: variable(count, { default: 256, doc: 'control connections in total (421 beyond)' }),
+  MAX_CONNECTIONS_PER_IP: variable(count, { default: 32, doc: 'control connections from one client IP (421 beyond)' }),
+  IDLE_TIMEOUT_SECONDS: variable(seconds, { default: 300, doc: 'seconds a control connection may stay silent before it is closed with 421' }),
+  // 0: cut running transfers at once.
+  SHUTDOWN_GRACE_SECONDS: variable(integer(0, MAX_SECONDS), {
+    default: 30,
+    doc: 'after SIGTERM/SIGINT: idle sessions get 421 at once, running transfers may finish this long',
+  }),
+};
+
+const operations = {
+  // 0 disables the HTTP endpoint.
+  HTTP_PORT: variable(integer(0, 65_535), {
+    default: 8080,
+    doc: 'HTTP endpoint: `/healthz`, `/readyz`, `/metrics` (`0` disables it)',
+  }),
+  HTTP_BIND_ADDRESS: variable(ipAddress, { shown: 'all interfaces', doc: 'IP address the HTTP endpoint listens on' }),
+  PROXY_PROTOCOL: variable(oneOf(['off', 'v1', 'v2', 'any']), {
+    default: 'off',
+    doc: 'PROXY protocol header expected from load balancers on control and passive data connections: `off`, `v1`, `v2` or `any`',
+  }),
+  PROXY_TRUSTED_CIDRS: variable(addressList, {
+    doc:
+      "the load balancers' addresses (IPs/CIDRs, comma-separated; required with `PROXY_PROTOCOL`); " +
+      'a header from any other peer closes the connection',
+  }),
+  PASV_ADDRESS_OVERRIDES: variable(pasvOverrides, {
+    doc:
+      'PASV address per client network, pairs `CIDR=IPv4` separated by `;` (e.g. `10.0.0.0/8=10.0.0.5`): ' +
+      'clients from each network get that address in 227 replies (first match), everyone else `PASV_ADDRESS`',
+  }),
+  PASV_ADDRESS_RESOLVE_SECONDS: variable(seconds, {
+    default: 60,
+    doc: 'how often a host name in `PASV_ADDRESS` is resolved again (dynamic DNS); a failed lookup keeps the last address',
+  }),
+};
+
+const logging = {
+  LOG_LEVEL: variable(oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), {
+    default: 'info',
+    doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`',
+  }),
+  LOG_FORMAT: variable(oneOf(['json', 'pretty']), { default: 'json', doc: '`json`, or `pretty` for humans' }),
+};
+
+/** The sections of .env.example and `--help`, in order. */
+export const GROUPS = [
+  { title: 'Control connection and TLS', variables: control },
+  { title: 'Data connections', variables: data },
+  { title: 'Storage and users', variables: storageAndUsers },
+  { title: 'Limits', variables: limits },
+  { title: 'Operations', variables: operations },
+  { title: 'Logging', variables: logging },
+] as const;
+
+export const VARIABLES = { ...control, ...data, ...storageAndUsers, ...limits, ...operations, ...logging };
+
+export type VariableName = keyof typeof VARIABLES;
+
+type ValueOf<D> = D extends { readonly type: ValueType<infer V> } ? V : never;
+
+/** The variables after parsing and every default: a variable without a default may be undefined. */
+export type Values = {
+  readonly [K in VariableName]: (typeof VARIABLES)[K] extends { readonly default: unknown }
+    ? ValueOf<(typeof VARIABLES)[K]>
+    : ValueOf<(typeof VARIABLES)[K]> | undefined;
+};
+
+/** Every variable the configuration reads, in definition order; each may also be given as VARIABLE_FILE. */
+export const VARIABLE_NAMES = Object.keys(VARIABLES) as VariableName[];
+
+/** Variables whose values must never be printed or logged. */
+export const SECRET_VARIABLES: readonly VariableName[] = VARIABLE_NAMES.filter((name) => definition(name).secret === true);
+
+/** A variable's definition, with its value type erased (for code that treats every variable alike). */
+export function definition(name: VariableName): Definition {
+  return VARIABLES[name] as Definition;
+}
