@@ -184,6 +184,8 @@ export class CertificateReloader {
     };
     try {
       const watcher = watch(dir, { persistent: false }, () => {
+        // Shows which of watch and poll noticed a change (the poll logs nothing until the pair differs).
+        this.#log.debug({ dir }, 'certificate directory changed');
         clearTimeout(this.#settle);
         this.#settle = setTimeout(() => void this.reload(), SETTLE_MS).unref();
       });

@@ -11,8 +11,9 @@ import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fingerprintOf, pemPair, SecretMount, type PemPair } from '../support/certificates.js';
 import { listNames, loggedIn, readAll, secureClient, type RawFtpClient } from '../support/raw-client.js';
+import { report } from '../support/measure.js';
 import { TEST_PASSWORD, TEST_USER } from '../support/server.js';
-import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, skipContainers } from './support.js';
+import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, skipContainers, testImage } from './support.js';
 
 const PASV_MIN = 30200;
 const PASV_MAX = 30209;
@@ -28,6 +29,8 @@ async function startGateway(certs: string): Promise<StartedTestContainer> {
       // The raw client's loggedIn() logs in as the test user.
       FTP_USER: TEST_USER,
       FTP_PASSWORD: TEST_PASSWORD,
+      // 'certificate directory changed': what the directory watch saw.
+      LOG_LEVEL: 'debug',
     })
     .withExposedPorts(21, ...passivePortBindings(PASV_MIN, PASV_MAX))
     // TLS_CERT_PATH/TLS_KEY_PATH at their defaults, /certs/tls.crt and /certs/tls.key.
@@ -55,7 +58,7 @@ describe.skipIf(skipContainers)('certificate rotation in a container', () => {
 
   beforeAll(async () => {
     [a, b] = await Promise.all([pemPair('rotation-a.example'), pemPair('rotation-b.example')]);
-    await fixture.buildImage();
+    await testImage('gateway');
   }, 600_000);
   afterAll(async () => {
     for (const c of clients) c.close();
@@ -83,10 +86,12 @@ describe.skipIf(skipContainers)('certificate rotation in a container', () => {
     const swapped = Date.now();
     await mount.update(SecretMount.tls(b));
     await eventually(async () => expect(await logged(gateway, 'certificate reloaded')).toHaveLength(1));
-    const latencyMs = Date.now() - swapped;
+    report('certificate rotation in a container', { swapToReloadMs: Date.now() - swapped });
     expect((await logged(gateway, 'certificate reloaded'))[0]).toMatchObject({ fingerprint256: b.fingerprint256 });
-    // The directory watch through the bind mount, not the 30 s poll.
-    expect(latencyMs).toBeLessThan(5_000);
+    // The directory watch through the bind mount saw the swap before the reload (the 30 s poll logs no such line).
+    const events = (await logged(gateway, 'certificate ')).map((l) => l.msg);
+    expect(events.indexOf('certificate directory changed')).toBeGreaterThan(events.indexOf('certificate loaded'));
+    expect(events.indexOf('certificate directory changed')).toBeLessThan(events.indexOf('certificate reloaded'));
 
     const fresh = client(await loggedIn(port));
     expect(fingerprintOf(fresh.socket)).toBe(b.fingerprint256);

@@ -14,7 +14,7 @@ import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
 import { connectData, RawFtpClient, type FtpReply } from '../support/raw-client.js';
-import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, sha256, skipContainers } from './support.js';
+import { ContainerFixture, HardenedContainer, IMAGE, logsOf, passivePortBindings, run, sha256, skipContainers, testImage } from './support.js';
 
 const PASV_MIN = 30100;
 const PASV_MAX = 30109;
@@ -117,7 +117,7 @@ async function rawListing(gateway: StartedTestContainer, command: string): Promi
 }
 
 describe.skipIf(skipContainers)('container faults', () => {
-  beforeAll(() => fixture.buildImage(), 600_000);
+  beforeAll(() => testImage('gateway'), 600_000);
   afterEach(() => fixture.removeContainers());
   afterAll(() => fixture.cleanup());
 

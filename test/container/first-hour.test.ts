@@ -18,7 +18,7 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
 import { RawFtpClient } from '../support/raw-client.js';
-import { ContainerFixture, IMAGE, run, sha256, skipContainers } from './support.js';
+import { ContainerFixture, IMAGE, run, sha256, skipContainers, testImage } from './support.js';
 
 const execFileAsync = promisify(execFile);
 const fixture = new ContainerFixture();
@@ -51,9 +51,7 @@ async function logsIn(port: number, password: string) {
 const fingerprintIn = (logs: string) => /"fingerprint256":"([0-9A-F:]+)"/.exec(logs)?.[1];
 
 describe.skipIf(skipContainers)('first hour with the image', () => {
-  beforeAll(async () => {
-    await fixture.buildImage();
-  });
+  beforeAll(() => testImage('gateway'), 600_000);
   afterAll(() => fixture.cleanup());
 
   it("the README's docker run one-liner: a download running at docker stop completes", { timeout: 120_000 }, async () => {

@@ -7,7 +7,7 @@ import { chmod } from 'node:fs/promises';
 import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
-import { ContainerFixture, HardenedContainer, IMAGE, run, skipContainers } from './support.js';
+import { ContainerFixture, HardenedContainer, IMAGE, run, skipContainers, testImage } from './support.js';
 
 const USER = 'tester';
 const PASSWORD = 'container secret 123';
@@ -26,7 +26,7 @@ async function startGateway(data: string): Promise<StartedTestContainer> {
 }
 
 describe.skipIf(skipContainers)('container HTTP endpoint', () => {
-  beforeAll(() => fixture.buildImage(), 600_000);
+  beforeAll(() => testImage('gateway'), 600_000);
   afterAll(() => fixture.cleanup());
 
   it('the image exposes 8080 and its HEALTHCHECK runs the sub-command', async () => {

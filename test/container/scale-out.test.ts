@@ -20,13 +20,11 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Client, enterPassiveModeIPv4 } from 'basic-ftp';
-import { GenericContainer } from 'testcontainers';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContainerFixture, IMAGE, run, sha256, skipContainers } from './support.js';
+import { ContainerFixture, IMAGE, run, sha256, skipContainers, testImage } from './support.js';
 
 const SCALE_OUT = path.resolve('docker/scale-out');
-const HAPROXY_IMAGE = 'ftps-gateway-haproxy:container-test';
 const USER = 'scale';
 const PASSWORD = 'scale-out secret 789';
 const TEMP_NAME = /^\.ftps-upload-[0-9a-f]{16}\.tmp$/;
@@ -203,11 +201,11 @@ describe.skipIf(skipContainers)('scale-out: 3 replicas behind HAProxy on shared 
   const tag = randomBytes(3).toString('hex');
   let net: { subnet: string; gateway: string; haproxy: string };
   let haproxyId: string;
+  let haproxyImage: string;
   let data: string;
 
   beforeAll(async () => {
-    await fixture.buildImage();
-    await GenericContainer.fromDockerfile(path.join(SCALE_OUT, 'haproxy')).build(HAPROXY_IMAGE, { deleteOnExit: false });
+    [, haproxyImage] = await Promise.all([testImage('gateway'), testImage('haproxy')]);
   }, 600_000);
 
   afterAll(() => fixture.cleanup());
@@ -242,7 +240,7 @@ describe.skipIf(skipContainers)('scale-out: 3 replicas behind HAProxy on shared 
     }
     const { stdout: hid } = await run('docker', [
       'run', '-d', '--name', `ftps-scale-out-${tag}-haproxy`, '--network', `ftps-scale-out-${tag}`, '--ip', net.haproxy,
-      '--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges:true', HAPROXY_IMAGE,
+      '--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges:true', haproxyImage,
     ]);
     haproxyId = fixture.trackId(hid.trim());
     for (const r of replicas) {
@@ -484,7 +482,7 @@ describe.skipIf(skipContainers)('scale-out: 3 replicas behind HAProxy on shared 
     }
     const { stdout: hid } = await run('docker', [
       'run', '-d', '--name', `${name}-haproxy`, '--network', name, '--ip', knet.haproxy, '--read-only', '--cap-drop', 'ALL',
-      '--security-opt', 'no-new-privileges:true', '-v', `${k8s.haproxyCfg}:/usr/local/etc/haproxy/haproxy.cfg:ro`, HAPROXY_IMAGE,
+      '--security-opt', 'no-new-privileges:true', '-v', `${k8s.haproxyCfg}:/usr/local/etc/haproxy/haproxy.cfg:ro`, haproxyImage,
     ]);
     fixture.trackId(hid.trim());
     for (const p of pods) {

@@ -1,14 +1,37 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { GenericContainer, getContainerRuntimeClient, Wait, type StartedTestContainer } from 'testcontainers';
+import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
+import { IMAGE_SERVICE_ENV, TEST_RUN_ENV, testImageTag, type TestImageName } from './images.js';
 
 export const run = promisify(execFile);
-/** One tag for every container test file: whichever builds second finds every layer cached. */
-export const IMAGE = 'ftps-gateway:container-test';
+
+/**
+ * An image from test/container/images.ts, built once per test run whichever suites ask for it, and removed when the
+ * run ends. Call it in beforeAll (a build takes a minute or two: give the hook 600 s); it resolves with the tag.
+ * A new test image (e.g. test/images/openldap): add its recipe to TEST_IMAGES there, then
+ * `beforeAll(() => testImage('openldap'), 600_000)` here and run it by the tag this resolves with.
+ */
+export function testImage(name: TestImageName): Promise<string> {
+  const service = process.env[IMAGE_SERVICE_ENV];
+  if (!service) return Promise.reject(new Error(`${IMAGE_SERVICE_ENV} is not set: run the tests through vitest.config.ts (test/global-setup.ts)`));
+  return new Promise((resolve, reject) => {
+    http
+      .get(`${service}/${name}`, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c));
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`test image ${name}: ${body}`))));
+      })
+      .on('error', reject);
+  });
+}
+
+/** The gateway's tag in this run (built by `testImage('gateway')`). */
+export const IMAGE = testImageTag('gateway', process.env[TEST_RUN_ENV] ?? 'unset');
 export const skipContainers = process.env.SKIP_CONTAINER_TESTS === '1';
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 /** The container user of the image (node). */
@@ -45,18 +68,6 @@ export class ContainerFixture {
   private readonly containerIds: string[] = [];
   private readonly networks: string[] = [];
   private readonly dirs: string[] = [];
-
-  /** Fails with one clear line when no engine is reachable, then builds the image from the Dockerfile. */
-  async buildImage(): Promise<void> {
-    try {
-      await getContainerRuntimeClient();
-    } catch {
-      throw new Error(
-        'No Docker engine is reachable: start one (../shared/ci/docker-engine.sh) or set SKIP_CONTAINER_TESTS=1 to skip the container suite on purpose',
-      );
-    }
-    await GenericContainer.fromDockerfile(path.resolve('.')).build(IMAGE, { deleteOnExit: false });
-  }
 
   track(container: StartedTestContainer): StartedTestContainer {
     this.containers.push(container);

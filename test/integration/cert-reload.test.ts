@@ -52,17 +52,17 @@ beforeAll(async () => {
 describe('certificate hot reload', () => {
   it('uses a pair swapped in by the kubelet for new connections, while a running session keeps its own', async () => {
     const mount = await SecretMount.create(await tempDir(), SecretMount.tls(a));
+    // The 30 s poll runs on a fake clock that never moves: only the directory watch can notice the swap.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    afterThisTest(() => vi.useRealTimers());
     await withServer({ TLS_CERT_PATH: mount.certPath, TLS_KEY_PATH: mount.keyPath }, async (srv) => {
       const running = track(await loggedIn(srv.port));
       expect(fingerprintOf(running.socket)).toBe(a.fingerprint256);
       await writeFile(path.join(srv.root, 'before.txt'), 'x');
       expect(await listNames(running)).toContain('before.txt');
 
-      const swapped = Date.now();
       await mount.update(SecretMount.tls(b));
-      await vi.waitFor(() => expect(logged(srv, 'certificate reloaded')).toHaveLength(1), { timeout: 5_000, interval: 10 });
-      // The directory watch, not the 30 s poll.
-      expect(Date.now() - swapped).toBeLessThan(2_000);
+      await vi.waitFor(() => expect(logged(srv, 'certificate reloaded')).toHaveLength(1), { timeout: 10_000, interval: 10 });
       expect(logged(srv, 'certificate reloaded')[0]).toMatchObject({ fingerprint256: b.fingerprint256, file: mount.certPath });
 
       const fresh = track(await loggedIn(srv.port));

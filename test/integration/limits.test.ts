@@ -10,7 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
 import { loggedIn, RawFtpClient } from '../support/raw-client.js';
-import { withServer, type RunningServer } from '../support/server.js';
+import { startServer, withServer, type RunningServer } from '../support/server.js';
 
 /** A plain TCP connection; `closed` resolves with everything it received once the server has closed it. */
 async function tcp(port: number, localAddress = '127.0.0.1'): Promise<{ socket: net.Socket; closed: Promise<string> }> {
@@ -99,32 +99,6 @@ describe.concurrent('slow and idle clients', () => {
     });
   });
 
-  it('a client that keeps talking but never logs in is closed; a logged-in one doing the same is not', async () => {
-    // The login deadline is min(60 s, IDLE_TIMEOUT_SECONDS).
-    await withServer({ IDLE_TIMEOUT_SECONDS: '2' }, async (srv) => {
-      const stranger = await RawFtpClient.connect(srv.port);
-      expect((await stranger.read()).code).toBe(220);
-      const user = await loggedIn(srv.port, { prot: false });
-      let last: number | undefined;
-      for (let i = 0; i < 40; i++) {
-        const r = await stranger.send('NOOP');
-        last = r.code;
-        if (r.code !== 200) {
-          expect(r.text).toBe('421 Login timed out, closing control connection');
-          break;
-        }
-        expect((await user.send('NOOP')).code).toBe(200);
-        await sleep(100);
-      }
-      expect(last).toBe(421);
-      await expect(stranger.read()).rejects.toThrow('connection closed');
-      expect(logged(srv, 'no login in time, closing')).toHaveLength(1);
-      // Past the deadline, the logged-in session still works.
-      expect((await user.send('NOOP')).code).toBe(200);
-      user.close();
-    });
-  });
-
   it('a client that sends commands but never reads the replies: the server stops, replies do not pile up', async () => {
     await withServer({}, async (srv) => {
       const c = await tcp(srv.port);
@@ -143,6 +117,38 @@ describe.concurrent('slow and idle clients', () => {
       expect(count).toBeLessThan(commands / 2);
       c.socket.destroy();
     });
+  });
+});
+
+describe('login deadline', () => {
+  // Not concurrent: the server's timers run on a fake clock here, so the deadline falls between two known commands
+  // however slow the machine is (on the real clock, a stranger left waiting 2 s met the idle timeout first).
+  it('a client that keeps talking but never logs in is closed; a logged-in one doing the same is not', async () => {
+    // The login deadline is min(60 s, IDLE_TIMEOUT_SECONDS), counted from the connection.
+    const srv = await startServer({ IDLE_TIMEOUT_SECONDS: '2' });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const stranger = await RawFtpClient.connect(srv.port);
+      expect((await stranger.read()).code).toBe(220);
+      const user = await loggedIn(srv.port, { prot: false });
+      // Both talk every half second: each command restarts their idle timers, never the stranger's deadline.
+      for (let t = 0; t < 2000; t += 500) {
+        expect((await stranger.send('NOOP')).code).toBe(200);
+        expect((await user.send('NOOP')).code).toBe(200);
+        vi.advanceTimersByTime(500);
+      }
+      expect((await stranger.read()).text).toBe('421 Login timed out, closing control connection');
+      await expect(stranger.read()).rejects.toThrow('connection closed');
+      expect(logged(srv, 'no login in time, closing')).toHaveLength(1);
+      expect(logged(srv, 'idle timeout')).toHaveLength(0);
+      // Past the deadline, the logged-in session still works.
+      expect((await user.send('NOOP')).code).toBe(200);
+      user.close();
+    } finally {
+      // Before stop(): its grace timer must run on the real clock.
+      vi.useRealTimers();
+      await srv.stop();
+    }
   });
 });
 
