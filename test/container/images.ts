@@ -33,6 +33,7 @@ interface ImageRecipe {
 export const TEST_IMAGES = {
   gateway: { repository: 'ftps-gateway', context: '.', stages: ['build'] },
   haproxy: { repository: 'ftps-gateway-haproxy', context: 'docker/scale-out/haproxy' },
+  openldap: { repository: 'ftps-gateway-test/openldap', context: 'test/images/openldap' },
 } as const satisfies Record<string, ImageRecipe>;
 
 export type TestImageName = keyof typeof TEST_IMAGES;

@@ -16,9 +16,8 @@ import { captureLog, tempDir } from '../support/fixtures.js';
 import { downloadText, ftpsLogin } from '../support/ftps-client.js';
 import { freePort } from '../support/ports.js';
 import { withServer } from '../support/server.js';
-import { ContainerFixture, skipContainers } from './support.js';
+import { ContainerFixture, skipContainers, testImage } from './support.js';
 
-const LDAP_IMAGE = 'ftps-gateway-test/openldap:dev';
 const BASE = 'dc=example,dc=org';
 const SERVICE = { bindDn: `cn=ftps-gateway,ou=services,${BASE}`, bindPassword: 'service-secret' };
 const RW_GROUP = `cn=ftp-rw,ou=groups,${BASE}`;
@@ -61,9 +60,8 @@ const reasonOf = (r: AuthResult) => (r.ok ? 'ok' : r.reason);
 
 describe.skipIf(skipContainers)('LDAP_URL against OpenLDAP', () => {
   beforeAll(async () => {
-    await GenericContainer.fromDockerfile(path.resolve('test/images/openldap')).build(LDAP_IMAGE, { deleteOnExit: false });
     ldap = fixture.track(
-      await new GenericContainer(LDAP_IMAGE)
+      await new GenericContainer(await testImage('openldap'))
         .withExposedPorts(389, 636)
         .withWaitStrategy(Wait.forLogMessage('SLAPD READY'))
         .withStartupTimeout(60_000)
