@@ -8,7 +8,8 @@
 // resuming the control session), each uploading SHARED_TRANSFERS (5) random files of SHARED_FILE_KIB (64) KiB and
 // downloading them again, SHA-256 compared. Prints per run: transfers, misrouted (a file that came back with
 // another's bytes), failed transfers, refusals the server logged on its shared port, wall time and throughput;
-// then the shared runs' throughput against the baseline. Exits 1 on any misrouted or failed transfer.
+// then the shared runs' throughput against the baseline, and the server's CPU time (the clients run in this one
+// process on the same cores, so throughput also measures them). Exits 1 on any misrouted or failed transfer.
 // A watchdog (SHARED_TIMEOUT_SECONDS, 300) ends the run whatever happens.
 //
 // basic-ftp cannot choose its local address: the spread runs bind every socket the process opens to the address of
@@ -18,7 +19,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
-import { cleanupAll, envInt, fix, HOST, machineLine, MiB, PASSWORD, startServer, tempDir, USER } from './lib.mjs';
+import { cleanupAll, cpuSeconds, envInt, fix, HOST, machineLine, MiB, PASSWORD, startServer, tempDir, USER } from './lib.mjs';
 
 const SESSIONS = envInt('SHARED_SESSIONS', 500, 1);
 const TRANSFERS = envInt('SHARED_TRANSFERS', 5, 1);
@@ -90,8 +91,9 @@ async function run(label, { shared, spread }) {
     ),
   );
   const seconds = (performance.now() - started) / 1000;
+  const serverCpu = cpuSeconds(server.pid);
   await server.stop();
-  return { label, ...result, refusals, seconds, mbPerSecond: result.bytes / 1e6 / seconds };
+  return { label, ...result, refusals, seconds, serverCpu, mbPerSecond: result.bytes / 1e6 / seconds };
 }
 
 async function main() {
@@ -112,7 +114,8 @@ async function main() {
   for (const r of runs) {
     console.log(
       `${r.label.padEnd(36)} transfers ${r.transfers}  misrouted ${r.misrouted}  failed sessions ${r.failed}  ` +
-        `refused ${r.refusals}  ${fix(r.seconds)} s  ${fix(r.mbPerSecond)} MB/s (${fix((r.mbPerSecond / baseline) * 100, 0)}% of unshared)`,
+        `refused ${r.refusals}  ${fix(r.seconds)} s  ${fix(r.mbPerSecond)} MB/s (${fix((r.mbPerSecond / baseline) * 100, 0)}% of unshared)  ` +
+        `server CPU ${fix(r.serverCpu)} s`,
     );
     for (const e of r.errors) console.log(`  error: ${e}`);
   }

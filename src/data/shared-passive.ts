@@ -11,7 +11,7 @@
  */
 import net from 'node:net';
 import { originOf, type Origin, type ProxyHeaderError, type ProxyPolicy } from '../net/proxy-protocol.js';
-import { normalizeAddress, sameHost } from '../net/peer-address.js';
+import { normalizeAddress } from '../net/peer-address.js';
 import { readStart } from '../net/read-start.js';
 import type { Logger } from '../observability/logger.js';
 import { MAX_CLIENT_HELLO_BYTES, parseClientHello, type ResumptionOffer } from '../tls/client-hello.js';
@@ -42,6 +42,8 @@ export interface SharedRequestOptions extends PassiveRequestOptions {
 interface Waiting {
   readonly request: PassiveRequest;
   readonly options: SharedRequestOptions;
+  /** options.holder, normalized once: every connection to the port compares it. */
+  readonly holder: string;
 }
 
 export class SharedPassivePorts {
@@ -71,6 +73,7 @@ export class SharedPassivePorts {
    * connections that name no session find exactly one), fewest waiting overall breaking ties.
    */
   request(options: SharedRequestOptions): PassiveChannel {
+    const holder = normalizeAddress(options.holder);
     const ports = [...this.waiting.keys()];
     let best = ports[0]!;
     let bestScore = Number.POSITIVE_INFINITY;
@@ -78,14 +81,14 @@ export class SharedPassivePorts {
       const port = ports[(this.next + i) % ports.length]!;
       const entries = this.waiting.get(port)!;
       let sameAddress = 0;
-      for (const w of entries) if (sameHost(w.options.holder, options.holder)) sameAddress++;
+      for (const w of entries) if (w.holder === holder) sameAddress++;
       const score = sameAddress * 1_000_000 + entries.size;
       if (score < bestScore) [best, bestScore] = [port, score];
     }
     this.next = (this.next + 1) % ports.length;
     const entries = this.waiting.get(best)!;
     const request: PassiveRequest = new PassiveRequest(best, options, () => entries.delete(entry), true);
-    const entry: Waiting = { request, options };
+    const entry: Waiting = { request, options, holder };
     entries.add(entry);
     return request;
   }
@@ -137,7 +140,8 @@ export class SharedPassivePorts {
    */
   private async route(socket: net.Socket, port: number, origin: Origin): Promise<void> {
     const entries = this.waiting.get(port)!;
-    const ofClient = () => [...entries].filter((w) => w.request.accepting && sameHost(w.options.holder, origin.peer.address));
+    const client = normalizeAddress(origin.peer.address);
+    const ofClient = () => [...entries].filter((w) => w.request.accepting && w.holder === client);
     const candidates = ofClient();
     if (candidates.length === 1 && !candidates[0]!.request.protectedData) {
       candidates[0]!.request.accept(socket, origin);

@@ -8,12 +8,15 @@
  * resume the routed session's TLS session (`isSessionReused()`), or it is refused as before.
  */
 
-/** The ClientHello's resumption identities (empty when it offers none). */
+/**
+ * The ClientHello's resumption identities (empty when it offers none), in hex: a shared port compares them with
+ * every waiting session's, so they are converted once.
+ */
 export interface ResumptionOffer {
   /** Key names of the offered tickets (TLS 1.3 PSK identities, TLS 1.2 SessionTicket), 16 bytes each. */
-  readonly ticketKeyNames: readonly Buffer[];
+  readonly ticketKeyNames: readonly string[];
   /** The legacy session ID (TLS 1.2 resumption by ID; TLS 1.3 clients send a random one). */
-  readonly sessionId: Buffer | undefined;
+  readonly sessionId: string | undefined;
 }
 
 export type ClientHelloParse =
@@ -70,27 +73,27 @@ function readOffer(r: Reader): ResumptionOffer {
   const sessionId = r.vector(1);
   r.vector(2); // cipher_suites
   r.vector(1); // compression_methods
-  const ticketKeyNames: Buffer[] = [];
+  const ticketKeyNames: string[] = [];
   if (r.remaining === 0) return { ticketKeyNames, sessionId: nonEmpty(sessionId) };
   const extensions = new Reader(r.vector(2));
   while (extensions.remaining > 0) {
     const type = extensions.u16();
     const body = extensions.vector(2);
     if (type === EXT_SESSION_TICKET) {
-      if (body.length >= TICKET_KEY_NAME_BYTES) ticketKeyNames.push(body.subarray(0, TICKET_KEY_NAME_BYTES));
+      if (body.length >= TICKET_KEY_NAME_BYTES) ticketKeyNames.push(body.toString('hex', 0, TICKET_KEY_NAME_BYTES));
     } else if (type === EXT_PRE_SHARED_KEY) {
       const identities = new Reader(new Reader(body).vector(2));
       while (identities.remaining > 0) {
         const identity = identities.vector(2);
         identities.skip(4); // obfuscated_ticket_age
-        if (identity.length >= TICKET_KEY_NAME_BYTES) ticketKeyNames.push(identity.subarray(0, TICKET_KEY_NAME_BYTES));
+        if (identity.length >= TICKET_KEY_NAME_BYTES) ticketKeyNames.push(identity.toString('hex', 0, TICKET_KEY_NAME_BYTES));
       }
     }
   }
   return { ticketKeyNames, sessionId: nonEmpty(sessionId) };
 }
 
-const nonEmpty = (b: Buffer): Buffer | undefined => (b.length > 0 ? b : undefined);
+const nonEmpty = (b: Buffer): string | undefined => (b.length > 0 ? b.toString('hex') : undefined);
 
 /** Bounds-checked reads; running past the end throws, which parseClientHello reports as not TLS. */
 class Reader {

@@ -175,11 +175,11 @@ export class TlsContextFactory {
     const ticketsFor = (purpose: TransferPurpose) => {
       policy = purpose === 'download' ? { issue: true, renew: true } : { issue: false, renew: false };
     };
-    const keyName = ticketKeys.subarray(0, 16);
+    const keyName = ticketKeys.toString('hex', 0, 16);
     const ids = sessionIdCache();
     const offeredBy = (offer: ResumptionOffer) =>
       ownSession &&
-      (offer.ticketKeyNames.some((name) => name.equals(keyName)) || (offer.sessionId !== undefined && ids.issued(offer.sessionId)));
+      (offer.ticketKeyNames.includes(keyName) || (offer.sessionId !== undefined && ids.issued(offer.sessionId)));
     return Object.freeze({ control, data, controlSessionIds: ids.controlSessionIds, dataSessionIds: ids.dataSessionIds, offeredBy, ticketsFor });
   }
 }
@@ -221,7 +221,7 @@ function issueTicketsAs(context: tls.SecureContext, ticketKeys: Buffer, policy: 
  * TLSSocket emits 'newSession' and 'resumeSession' on the object given as its `server` option (Node documents a
  * net.Server there); these never listen, they only carry the events. Evicts the oldest ID beyond the limit.
  */
-function sessionIdCache(): Pick<SessionTlsContexts, 'controlSessionIds' | 'dataSessionIds'> & { issued(id: Buffer): boolean } {
+function sessionIdCache(): Pick<SessionTlsContexts, 'controlSessionIds' | 'dataSessionIds'> & { issued(idHex: string): boolean } {
   const sessions = new Map<string, Buffer>();
   const controlSessionIds = new net.Server();
   controlSessionIds.on('newSession', (id: Buffer, session: Buffer, done: () => void) => {
@@ -237,5 +237,5 @@ function sessionIdCache(): Pick<SessionTlsContexts, 'controlSessionIds' | 'dataS
   dataSessionIds.on('resumeSession', (id: Buffer, done: (err: Error | null, session: Buffer | null) => void) => {
     done(null, sessions.get(id.toString('hex')) ?? null);
   });
-  return { controlSessionIds, dataSessionIds, issued: (id) => sessions.has(id.toString('hex')) };
+  return { controlSessionIds, dataSessionIds, issued: (idHex) => sessions.has(idHex) };
 }
