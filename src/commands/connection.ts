@@ -116,10 +116,12 @@ export const pass = defineCommand({
     if (result.ok) {
       await ctx.login(result.account);
       ctx.log.info('login');
+      ctx.event({ type: 'login', result: 'ok' });
       return reply(Code.LoggedIn, 'Login successful');
     }
     ctx.state.loginFailures++;
     ctx.log.warn({ user: name, failures: ctx.state.loginFailures, reason: result.reason }, 'login failed');
+    ctx.event({ type: 'login_failed', user: name, result: 'refused', reason: result.reason });
     await sleep(LOGIN_FAILURE_DELAY_MS);
     if (ctx.state.loginFailures >= ctx.config.auth.loginMaxAttempts) {
       throw new FtpError(Code.NotLoggedIn, 'Login incorrect; too many failures, closing connection', {

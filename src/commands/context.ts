@@ -4,6 +4,7 @@ import type { PendingDataChannel } from '../data/data-channel.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Reply } from '../protocol/replies.js';
+import type { EventFields } from '../events/event.js';
 import type { StorageBackend } from '../storage/storage.js';
 import type { VirtualPath } from '../storage/virtual-path.js';
 
@@ -68,6 +69,11 @@ export interface CommandContext {
   /** `password` as the client's bytes. */
   authenticate(user: string, password: Buffer): Promise<AuthResult>;
   login(account: Account): Promise<void>;
+  /**
+   * Spools an event for EVENT_WEBHOOK_URL (when set), adding the user, the client's address and the session id;
+   * never waits for its delivery.
+   */
+  event(fields: EventFields): void;
   /** Sends a 1xx reply now, ahead of the handler's final reply. */
   sendPreliminary(r: Reply): void;
   /** After the handler's reply is sent: upgrade the control connection to TLS. */

@@ -13,7 +13,9 @@ export const dele = defineCommand({
   help: 'DELE file: delete a file',
   async handle(ctx, arg) {
     requireWritable(ctx);
-    await ctx.storage().remove(resolvePath(ctx, arg), 'file');
+    const file = resolvePath(ctx, arg);
+    await ctx.storage().remove(file, 'file');
+    ctx.event({ type: 'delete', path: file, result: 'ok' });
     return reply(Code.FileActionOk, 'File deleted');
   },
 });
@@ -28,6 +30,7 @@ const mkdSpec = (verb: string): CommandSpec =>
       requireWritable(ctx);
       const dir = resolvePath(ctx, arg);
       await ctx.storage().mkdir(dir);
+      ctx.event({ type: 'mkdir', path: dir, result: 'ok' });
       return reply(Code.PathCreated, `${quotePath(dir)} created`);
     },
   });
@@ -40,7 +43,9 @@ const rmdSpec = (verb: string): CommandSpec =>
     help: `${verb} dir: remove an empty directory`,
     async handle(ctx, arg) {
       requireWritable(ctx);
-      await ctx.storage().remove(resolvePath(ctx, arg), 'dir');
+      const dir = resolvePath(ctx, arg);
+      await ctx.storage().remove(dir, 'dir');
+      ctx.event({ type: 'rmdir', path: dir, result: 'ok' });
       return reply(Code.FileActionOk, 'Directory removed');
     },
   });
@@ -69,7 +74,9 @@ export const rnto = defineCommand({
     ctx.state.renameFrom = undefined;
     if (from === undefined) return reply(Code.BadSequence, 'Send RNFR first');
     requireWritable(ctx);
-    await ctx.storage().rename(from, resolvePath(ctx, arg));
+    const to = resolvePath(ctx, arg);
+    await ctx.storage().rename(from, to);
+    ctx.event({ type: 'rename', path: from, newPath: to, result: 'ok' });
     return reply(Code.FileActionOk, 'Rename successful');
   },
 });

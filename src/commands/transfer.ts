@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto';
 import type net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -57,13 +58,19 @@ export interface PreparedTransfer {
  * A transfer command: claims the data channel, lets `prepare` open the file (its errors, e.g. 550, come
  * before any 150 and free the channel), then runs the transfer.
  */
-export async function transferWith(ctx: CommandContext, prepare: () => Promise<PreparedTransfer>): Promise<Reply> {
-  const pending = claimDataChannel(ctx);
+export async function transferWith(
+  ctx: CommandContext,
+  prepare: () => Promise<PreparedTransfer>,
+  onRefused?: (err: unknown) => void,
+): Promise<Reply> {
+  let pending: PendingDataChannel | undefined;
   let prepared: PreparedTransfer;
   try {
+    pending = claimDataChannel(ctx);
     prepared = await prepare();
   } catch (err) {
-    pending.dispose();
+    pending?.dispose();
+    onRefused?.(err);
     throw err;
   }
   return runTransfer(ctx, pending, prepared.what, prepared.body);
@@ -84,6 +91,10 @@ async function runTransfer(
   const direction = body.kind === 'upload' ? 'upload' : body.kind === 'file' ? 'download' : 'listing';
   let connection: DataConnection | undefined;
   let bytes = 0;
+  // Only of a whole file: the SHA-256 of an appended or resumed part would describe no file.
+  const hash = body.kind === 'upload' && body.target.startSize === 0 && ctx.config.events.webhook && ctx.config.events.uploadSha256
+    ? createHash('sha256')
+    : undefined;
   try {
     const announcedFirst = pending.replyBeforeConnect?.() ?? false;
     if (announcedFirst) ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
@@ -94,10 +105,10 @@ async function runTransfer(
     }
     if (!announcedFirst) ctx.sendPreliminary(reply(Code.FileStatusOk, what.opening));
     const socket = await connection.ready();
-    await move(body, socket, signal, (n) => (bytes += n));
+    await move(body, socket, signal, (n) => (bytes += n), hash);
     await connection.finish();
     ctx.lingerUntil(connection.closed);
-    recordTransfer(ctx, what.label, direction, bytes, started, connection.protected, 'ok');
+    recordTransfer(ctx, what.label, direction, bytes, started, connection.protected, 'ok', undefined, hash?.digest('hex'));
     return reply(Code.ClosingData, what.success);
   } catch (err) {
     connection?.destroy();
@@ -124,7 +135,7 @@ async function runTransfer(
  * Moves the body's bytes over the data socket; `count` sees file bytes (before any ASCII conversion).
  * Rejects with a StorageError when the file or upload target failed, with anything else when the network did.
  */
-async function move(body: TransferBody, socket: net.Socket, signal: AbortSignal, count: (bytes: number) => void): Promise<void> {
+async function move(body: TransferBody, socket: net.Socket, signal: AbortSignal, count: (bytes: number) => void, hash: Hash | undefined): Promise<void> {
   switch (body.kind) {
     case 'listing': {
       await copyFileToSocket(new LinesReader(body.lines), 0, socket, signal, count, LISTING_BUFFER);
@@ -144,7 +155,7 @@ async function move(body: TransferBody, socket: net.Socket, signal: AbortSignal,
     }
     case 'upload': {
       const limit = body.maxBytes === undefined ? undefined : Math.max(0, body.maxBytes - body.target.startSize);
-      await receiveUpload(socket, body.target, { signal, ascii: body.ascii, limit, onBytes: count });
+      await receiveUpload(socket, body.target, { signal, ascii: body.ascii, limit, onBytes: count, hash });
       await body.target.commit();
       return;
     }
@@ -178,7 +189,10 @@ async function blamingStorage(storage: Readable, socket: Duplex, run: () => Prom
   }
 }
 
-/** The transfer's log line and its metrics. */
+/**
+ * The transfer's log line, its metrics and its event. An upload's `ok` comes after commit() (the file is durable),
+ * before its 226.
+ */
 function recordTransfer(
   ctx: CommandContext,
   path: string,
@@ -188,6 +202,7 @@ function recordTransfer(
   protectedData: boolean,
   result: TransferResult,
   err?: unknown,
+  sha256?: string,
 ): void {
   const seconds = (performance.now() - started) / 1000;
   ctx.metrics.transfer(direction, result, bytes, seconds);
@@ -203,4 +218,14 @@ function recordTransfer(
   };
   if (result === 'ok') ctx.log.info(entry, 'transfer');
   else ctx.log.warn(entry, 'transfer');
+  if (direction === 'listing') return;
+  ctx.event({
+    type: direction === 'download' ? 'download' : result === 'ok' ? 'upload' : 'upload_failed',
+    path,
+    bytes,
+    durationMs: entry.durationMs,
+    result,
+    reason: err instanceof TlsTruncatedError ? 'truncated: no TLS close_notify' : entry.reason,
+    sha256,
+  });
 }

@@ -52,7 +52,13 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
     help,
     async handle(ctx, arg) {
       const start = takeRestartOffset(ctx);
-      requireWritable(ctx);
+      const refused = (err: unknown) => refusedUpload(ctx, arg, err);
+      try {
+        requireWritable(ctx);
+      } catch (err) {
+        refused(err);
+        throw err;
+      }
       return transferWith(ctx, async () => {
         const { path, target } = await openUpload(ctx, verb, arg, start);
         const name = baseName(path);
@@ -65,9 +71,20 @@ const uploadSpec = (verb: UploadMode, help: string): CommandSpec =>
           },
           body: { kind: 'upload', target, ascii: isAscii(ctx), maxBytes: ctx.config.storage.maxUploadBytes },
         };
-      });
+      }, refused);
     },
   });
+
+/** An upload refused before any byte moved (read-only account, no data channel, a path it may not write). */
+function refusedUpload(ctx: CommandContext, arg: string | undefined, err: unknown): void {
+  let path = arg;
+  try {
+    path = resolvePath(ctx, arg);
+  } catch {
+    // A path the resolver refuses is reported as the client gave it.
+  }
+  ctx.event({ type: 'upload_failed', path, result: 'refused', reason: err instanceof Error ? err.message : String(err) });
+}
 
 /**
  * The upload's target. REST before STOR resumes at that offset, before APPE it must not lie beyond the end; an

@@ -84,6 +84,18 @@ export function toConfig(v: Values, isSet: (name: VariableName) => boolean) {
         roGroup: v.LDAP_RO_GROUP,
       },
     },
+    events: {
+      webhook: v.EVENT_WEBHOOK_URL === undefined ? undefined : {
+        url: v.EVENT_WEBHOOK_URL,
+        secret: v.EVENT_WEBHOOK_SECRET,
+        timeoutSeconds: v.EVENT_TIMEOUT_SECONDS,
+        retryMaxAgeSeconds: v.EVENT_RETRY_MAX_AGE_SECONDS,
+        spoolMaxBytes: v.EVENT_SPOOL_MAX_BYTES,
+      },
+      types: v.EVENT_TYPES,
+      replica: v.REPLICA_NAME,
+      uploadSha256: v.UPLOAD_SHA256,
+    },
     limits: {
       maxConnections: v.MAX_CONNECTIONS,
       maxConnectionsPerIp: v.MAX_CONNECTIONS_PER_IP,

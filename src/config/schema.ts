@@ -102,6 +102,7 @@ const checked = z.preprocess(
     bothOrNeither('DATA_TLS_CERT_PATH', 'DATA_TLS_KEY_PATH'),
     bothOrNeither('FTP_USER', 'FTP_PASSWORD'),
     bothOrNeither('LDAP_BIND_DN', 'LDAP_BIND_PASSWORD'),
+    bothOrNeither('EVENT_WEBHOOK_URL', 'EVENT_WEBHOOK_SECRET'),
     ldapNeeds,
     pasvRange,
     tlsVersions,

@@ -83,3 +83,11 @@ export function urlOf(protocols: readonly string[]): ValueType<string> {
 /** An LDAP search filter in parentheses with the placeholder `{user}`. */
 export const userFilter = valueType('an LDAP filter in parentheses containing {user}, e.g. (uid={user})', (raw) =>
   raw.startsWith('(') && raw.endsWith(')') && raw.includes('{user}') ? raw : undefined, asIs);
+
+/** A comma-separated subset of `values` (case-insensitive, deduplicated, in the order given); at least one. */
+export function listOf<const V extends string>(values: readonly V[]): ValueType<readonly V[]> {
+  return valueType(`a comma-separated list of ${values.join(',')}`, (raw): readonly V[] | undefined => {
+    const picked = raw.split(',').map((item) => values.find((v) => v.toLowerCase() === item.trim().toLowerCase()));
+    return picked.every((v) => v !== undefined) ? [...new Set(picked)] : undefined;
+  }, (list: readonly V[]) => list.join(','));
+}

@@ -1,6 +1,8 @@
+import os from 'node:os';
 import path from 'node:path';
+import { EVENT_TYPES } from '../events/event.js';
 import {
-  absolutePath, addressList, bool, count, integer, ipAddress, ipOrHost, MAX_SECONDS, oneLine, oneOf, pasvOverrides, port,
+  absolutePath, addressList, bool, count, integer, ipAddress, ipOrHost, listOf, MAX_SECONDS, oneLine, oneOf, pasvOverrides, port,
   seconds, text, urlOf, userFilter, type ValueType,
 } from './value-types.js';
 
@@ -243,6 +245,37 @@ const directories = {
   LDAP_RO_GROUP: variable(text, { documentedWith: 'LDAP_RW_GROUP' }),
 };
 
+const events = {
+  EVENT_WEBHOOK_URL: variable(urlOf(['http:', 'https:']), {
+    doc:
+      'HTTP(S) endpoint that receives events (uploads, downloads, logins, …; README "Events") as signed JSON POSTs, ' +
+      'at least once, spooled in `STATE_DIR/events` first; `EVENT_WEBHOOK_SECRET` is required with it',
+  }),
+  EVENT_WEBHOOK_SECRET: variable(text, {
+    secret: true,
+    doc: 'HMAC-SHA256 key of the `X-FTPS-Signature: t=<unix seconds>,v1=<hex HMAC of "<t>.<body>">` header',
+  }),
+  EVENT_TYPES: variable(listOf(EVENT_TYPES), { default: EVENT_TYPES, doc: 'the event types sent, comma-separated' }),
+  EVENT_TIMEOUT_SECONDS: variable(seconds, { default: 10, doc: 'seconds one POST may take; then it is retried' }),
+  EVENT_RETRY_MAX_AGE_SECONDS: variable(seconds, {
+    default: 86_400,
+    doc: 'an event still undelivered this long after it happened is dropped (error log, `ftps_events_dropped_total{reason="max_age"}`)',
+  }),
+  EVENT_SPOOL_MAX_BYTES: variable(integer(65_536, Number.MAX_SAFE_INTEGER), {
+    default: 104_857_600,
+    doc: 'the most the event spool may hold on disk; beyond it the oldest events are dropped (error log, `ftps_events_dropped_total{reason="spool_full"}`)',
+  }),
+  REPLICA_NAME: variable(text, {
+    default: (): string => os.hostname(),
+    shown: 'the host name',
+    doc: "this gateway's name in events (`replica`)",
+  }),
+  UPLOAD_SHA256: variable(bool, {
+    default: true,
+    doc: 'compute the SHA-256 of each whole-file upload while it streams, for the `sha256` of its event',
+  }),
+};
+
 const limits = {
   MAX_CONNECTIONS: variable(count, { default: 256, doc: 'control connections in total (421 beyond)' }),
   MAX_CONNECTIONS_PER_IP: variable(count, { default: 32, doc: 'control connections from one client IP (421 beyond)' }),
@@ -295,12 +328,13 @@ export const GROUPS = [
   { title: 'Data connections', variables: data },
   { title: 'Storage and users', variables: storageAndUsers },
   { title: 'Users from an HTTP hook or LDAP', variables: directories },
+  { title: 'Events', variables: events },
   { title: 'Limits', variables: limits },
   { title: 'Operations', variables: operations },
   { title: 'Logging', variables: logging },
 ] as const;
 
-export const VARIABLES = { ...control, ...data, ...storageAndUsers, ...directories, ...limits, ...operations, ...logging };
+export const VARIABLES = { ...control, ...data, ...storageAndUsers, ...directories, ...events, ...limits, ...operations, ...logging };
 
 export type VariableName = keyof typeof VARIABLES;
 

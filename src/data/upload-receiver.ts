@@ -1,3 +1,4 @@
+import type { Hash } from 'node:crypto';
 import type net from 'node:net';
 import { FtpError } from '../protocol/errors.js';
 import { Code } from '../protocol/replies.js';
@@ -25,6 +26,8 @@ export interface ReceiveOptions {
   readonly limit: number | undefined;
   /** Network bytes as they arrive (metrics, logs). */
   readonly onBytes: (bytes: number) => void;
+  /** UPLOAD_SHA256: fed the bytes as they are stored (after any ASCII conversion). */
+  readonly hash?: Hash | undefined;
 }
 
 /**
@@ -91,6 +94,7 @@ export function receiveUpload(socket: net.Socket, target: Pick<UploadTarget, 'wr
         return false;
       }
       const data = decoder ? decoder.decode(bytes) : bytes;
+      o.hash?.update(data);
       for (let offset = 0; offset < data.length; ) {
         const n = data.copy(filling, used, offset);
         used += n;

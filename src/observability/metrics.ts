@@ -59,6 +59,11 @@ export class Metrics {
   readonly #tlsFailures: Counter<'channel' | 'reason'>;
   readonly #passiveRefusals: Counter<'reason'>;
   readonly #sharedPortRefusals: Counter<'reason'>;
+  readonly #eventsQueued: Counter<'type'>;
+  readonly #eventsDelivered: Counter;
+  readonly #eventsDropped: Counter<'reason'>;
+  readonly #eventLatency: Histogram;
+  #spoolBytes: (() => number) | undefined;
 
   /** `processMetrics`: prom-client's process_* and nodejs_* too; they start timers and observers, so only when served. */
   constructor(o: { processMetrics: boolean }) {
@@ -109,6 +114,37 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
     });
+    this.#eventsQueued = new Counter({
+      name: 'ftps_events_queued_total',
+      help: 'Events written to the spool (EVENT_WEBHOOK_URL), by type.',
+      labelNames: ['type'],
+      registers,
+    });
+    this.#eventsDelivered = new Counter({
+      name: 'ftps_events_delivered_total',
+      help: 'Events the webhook receiver accepted (2xx).',
+      registers,
+    });
+    this.#eventsDropped = new Counter({
+      name: 'ftps_events_dropped_total',
+      help: 'Events lost, by reason: max_age (undeliverable for EVENT_RETRY_MAX_AGE_SECONDS), spool_full (EVENT_SPOOL_MAX_BYTES), spool_error (could not be written).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#eventLatency = new Histogram({
+      name: 'ftps_event_delivery_latency_seconds',
+      help: 'From an event to its acceptance by the webhook receiver, retries included.',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86_400],
+      registers,
+    });
+    const spoolBytes: Gauge = new Gauge({
+      name: 'ftps_event_spool_bytes',
+      help: 'Bytes of the event spool on disk (delivered records included until their segment is deleted).',
+      registers,
+      collect: () => {
+        if (this.#spoolBytes) spoolBytes.set(this.#spoolBytes());
+      },
+    });
     this.#gauge('ftps_sessions_active', 'Control connections being served.', (s) => s.sessions);
     this.#gauge('ftps_banned_addresses', 'Client addresses banned now after repeated login failures.', (s) => s.bannedAddresses);
     this.#gauge('ftps_passive_ports_in_use', 'Passive ports lent to a pending or running data connection.', (s) => s.passivePortsInUse);
@@ -154,6 +190,24 @@ export class Metrics {
 
   sharedPortRefused(reason: SharedRouteRefusal): void {
     this.#sharedPortRefusals.inc({ reason });
+  }
+
+  eventQueued(type: string): void {
+    this.#eventsQueued.inc({ type });
+  }
+
+  eventDelivered(latencySeconds: number): void {
+    this.#eventsDelivered.inc();
+    this.#eventLatency.observe(latencySeconds);
+  }
+
+  eventsDropped(reason: 'max_age' | 'spool_full' | 'spool_error', count: number): void {
+    this.#eventsDropped.inc({ reason }, count);
+  }
+
+  /** The event spool whose size the gauge reports. */
+  observeEventSpool(bytes: () => number): void {
+    this.#spoolBytes = bytes;
   }
 
   /** The Prometheus text exposition of every metric. */

@@ -9,6 +9,7 @@ import { loadTlsMaterial } from '../tls/certificates.js';
 import { CertificateReloader } from '../tls/certificate-reloader.js';
 import { TlsContextFactory } from '../tls/session-contexts.js';
 import { FtpServer } from './ftp-server.js';
+import { EventService } from '../events/events.js';
 
 async function ensureRoot(root: string): Promise<void> {
   try {
@@ -32,5 +33,6 @@ export async function createServer(config: Config, log: Logger, announce: Genera
   const certificates = new CertificateReloader({ config, log, contexts: tls });
   // Process metrics only when an HTTP endpoint can serve them.
   const metrics = new Metrics({ processMetrics: config.operations.httpPort !== 0 });
-  return new FtpServer({ config, log, tls, certificates, users: store, pasvAddresses, metrics });
+  const events = EventService.create(config, metrics, log);
+  return new FtpServer({ config, log, tls, certificates, users: store, pasvAddresses, metrics, events });
 }

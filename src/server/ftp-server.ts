@@ -13,6 +13,7 @@ import { Readiness } from '../observability/health.js';
 import { LogThrottle } from '../observability/log-throttle.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { NO_EVENTS, type EventService, type EventSink } from '../events/events.js';
 import { Session } from '../session/session.js';
 import { LocalFsStorage } from '../storage/local-fs.js';
 import { sweepPeriodically } from '../storage/temp-sweeper.js';
@@ -36,6 +37,8 @@ export interface ServerDeps {
   readonly pasvAddresses: PasvAddresses;
   /** Counts events; its gauges read this server (and the HTTP endpoint serves it when HTTP_PORT is set). */
   readonly metrics: Metrics;
+  /** EVENT_WEBHOOK_URL: where events go; closed by stop() once every session has ended. */
+  readonly events?: EventService | undefined;
 }
 
 /** What the server has done, for health checks and metrics. */
@@ -75,6 +78,10 @@ export class FtpServer {
   private readonly sweep = new AbortController();
   private sweeping: Promise<void> | undefined;
 
+  private get events(): EventSink {
+    return this.deps.events ?? NO_EVENTS;
+  }
+
   constructor(private readonly deps: ServerDeps) {
     const { config } = deps;
     this.commands = new CommandRegistry(allCommands, config);
@@ -82,7 +89,13 @@ export class FtpServer {
     this.throttledLog = new LogThrottle(CLIENT_WARNING_WINDOW_MS);
     this.limiter = new ConnectionLimiter(config.limits.maxConnections, config.limits.maxConnectionsPerIp);
     const { banThreshold: threshold, banWindowSeconds: windowSeconds, banSeconds } = config.auth;
-    this.logins = new LoginBans({ threshold, windowSeconds, banSeconds, log: deps.log });
+    this.logins = new LoginBans({
+      threshold,
+      windowSeconds,
+      banSeconds,
+      log: deps.log,
+      onBan: (address, failures) => this.events.emit({ type: 'ban', clientAddress: address, reason: `${failures} failed logins` }),
+    });
     const { proxyProtocol: versions, proxyTrustedCidrs: trustedCidrs } = config.operations;
     // A proxy sends its header at once on connecting: the handshake bound covers it, as it covers TLS set-up.
     const headerTimeoutMs = config.tls.handshakeTimeoutSeconds * 1000;
@@ -200,6 +213,8 @@ export class FtpServer {
     // The store may watch FTP_USERS_FILE.
     this.deps.users.close?.();
     this.deps.certificates.close();
+    // After the sessions: their last events are spooled.
+    await this.deps.events?.close();
     // Last: through the grace period /readyz answered 503 and /metrics stayed scrapeable.
     await this.http?.close();
   }
@@ -268,9 +283,12 @@ export class FtpServer {
       return;
     }
     this.sessionsOpened++;
+    const sessionId = randomBytes(4).toString('hex');
     const session = new Session(socket, {
       config,
-      log: log.child({ session: randomBytes(4).toString('hex'), ...who }),
+      sessionId,
+      events: this.events,
+      log: log.child({ session: sessionId, ...who }),
       commands: this.commands,
       users: this.deps.users,
       tls: this.deps.tls,

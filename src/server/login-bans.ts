@@ -9,6 +9,8 @@ export interface LoginBanOptions {
   /** Addresses with failures on record, and bans, kept at most: memory stays bounded under a spray of addresses. */
   readonly maxAddresses?: number;
   readonly maxBans?: number;
+  /** Called when an address is banned (its `ban` event). */
+  readonly onBan?: (address: string, failures: number) => void;
 }
 
 /*
@@ -108,6 +110,7 @@ export class LoginBans {
       { remote: address, failures, windowSeconds: this.o.windowSeconds, banSeconds: this.o.banSeconds },
       'address banned after repeated login failures',
     );
+    this.o.onBan?.(address, failures);
     if (this.bans.size > this.maxBans) {
       const [oldest] = this.bans.keys();
       this.bans.delete(oldest!);

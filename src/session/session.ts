@@ -1,3 +1,5 @@
+import type { EventFields } from '../events/event.js';
+import type { EventSink } from '../events/events.js';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Account, AuthResult, UserStore } from '../auth/user-store.js';
@@ -72,6 +74,9 @@ export interface SessionDeps {
   /** The address 227 replies advertise, per client network. */
   readonly pasvAddresses: PasvAddresses;
   readonly openStorage: (account: Account) => StorageBackend;
+  /** The id in this session's log lines and events. */
+  readonly sessionId: string;
+  readonly events: EventSink;
 }
 
 interface RunningTransfer {
@@ -490,6 +495,15 @@ export class Session implements CommandContext {
     this.state.account = account;
     this.state.cwd = ROOT;
     this.log = this.log.child({ user: account.name });
+  }
+
+  event(fields: EventFields): void {
+    this.deps.events.emit({
+      user: this.state.account?.name,
+      clientAddress: this.peer.address,
+      session: this.deps.sessionId,
+      ...fields,
+    });
   }
 
   sendPreliminary(r: Reply): void {

@@ -1,3 +1,5 @@
+import os from 'node:os';
+import { EVENT_TYPES } from '../../../src/events/event.js';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
 import { envSchema, INTERMEDIATE_TLS12_CIPHERS, VARIABLE_NAMES } from '../../../src/config/schema.js';
@@ -58,6 +60,7 @@ describe('envSchema', () => {
         hook: undefined,
         ldap: undefined,
       },
+      events: { webhook: undefined, types: [...EVENT_TYPES], replica: os.hostname(), uploadSha256: true },
       limits: { maxConnections: 256, maxConnectionsPerIp: 32, idleTimeoutSeconds: 300, shutdownGraceSeconds: 30 },
       operations: {
         httpPort: 8080,
@@ -161,6 +164,19 @@ describe('envSchema', () => {
       { LDAP_URL: 'ldaps://ldap.example.org', LDAP_USER_BASE: 'dc=example,dc=org', LDAP_RO_GROUP: 'cn=ro,dc=example,dc=org' },
       (c) => [c.auth.ldap?.startTls, c.auth.ldap?.userFilter, c.auth.ldap?.homeTemplate, c.auth.ldap?.rwGroup, c.auth.hook],
       [true, '(uid={user})', '{user}', undefined, undefined],
+    ],
+    [
+      {
+        EVENT_WEBHOOK_URL: 'https://hooks.example.com/ftp', EVENT_WEBHOOK_SECRET: 'hmac-key', EVENT_TIMEOUT_SECONDS: '3',
+        EVENT_RETRY_MAX_AGE_SECONDS: '3600', EVENT_SPOOL_MAX_BYTES: '1048576',
+      },
+      (c) => c.events.webhook,
+      { url: 'https://hooks.example.com/ftp', secret: 'hmac-key', timeoutSeconds: 3, retryMaxAgeSeconds: 3600, spoolMaxBytes: 1_048_576 },
+    ],
+    [
+      { EVENT_TYPES: 'upload,upload_failed', REPLICA_NAME: 'gw-2', UPLOAD_SHA256: 'false' },
+      (c) => [c.events.types, c.events.replica, c.events.uploadSha256],
+      [['upload', 'upload_failed'], 'gw-2', false],
     ],
     [{ LOG_LEVEL: 'debug' }, (c) => c.log.level, 'debug'],
     [{ LOG_FORMAT: 'pretty' }, (c) => c.log.format, 'pretty'],
