@@ -5,12 +5,13 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DartStyleClient } from '../support/dart-style-client.js';
 import { ftpsLogin } from '../support/ftps-client.js';
 import { tempDir } from '../support/fixtures.js';
 import { connectData, RawFtpClient } from '../support/raw-client.js';
@@ -46,6 +47,14 @@ describe('one shared passive port', () => {
     expect(srv.logs.filter((l) => l.msg === 'transfer' && l.result !== 'ok')).toEqual([]);
   });
 
+  it('serves wget (explicit FTPS on a port other than 990; downloads only)', async () => {
+    const content = randomBytes(70_000);
+    await writeFile(path.join(srv.root, 'wget.bin'), content);
+    const out = path.join(await tempDir(), 'wget.bin');
+    const url = `ftps://${TEST_USER}:${encodeURIComponent(TEST_PASSWORD)}@127.0.0.1:${srv.port}/wget.bin`;
+    await execFileAsync('wget', ['--quiet', '--no-check-certificate', '-O', out, url], { timeout: 20_000 });
+    expect(sha256(await readFile(out))).toBe(sha256(content));
+  });
   it('serves lftp, which resumes the control session on its data connections', async () => {
     await writeFile(path.join(srv.root, 'lftp.txt'), 'via lftp');
     const script = `set ftp:ssl-force true; set ssl:verify-certificate no; set ftp:passive-mode true; cat lftp.txt; bye`;
@@ -133,6 +142,47 @@ describe('one shared passive port', () => {
     ].join('\n');
     const { stdout } = await execFileAsync('python3', ['-I', '-c', program, String(srv.port), TEST_USER, TEST_PASSWORD], { timeout: 20_000 });
     expect(stdout.trim()).toBe(sha256(content));
+  });
+});
+
+describe('one shared passive port, implicit FTPS with DATA_IMPLICIT_SSL (DartFTP style)', () => {
+  let implicit: RunningServer;
+  beforeAll(async () => {
+    implicit = await startServer({ PASV_PORT_SHARING: 'true', FTPS_IMPLICIT_SSL: 'true', DATA_IMPLICIT_SSL: 'true' }, { pasvPorts: 1 });
+  });
+  afterAll(() => implicit.stop());
+
+  it('serves DartFTP-style clients (TLS first, then the command) from one address at once, each its own file', async () => {
+    const files = Array.from({ length: 6 }, (_, i) => ({ name: `dart-${i}.bin`, content: randomBytes(40_000 + i) }));
+    await Promise.all(
+      files.map(async ({ name, content }) => {
+        const client = await DartStyleClient.connect(implicit.port, 'implicit');
+        try {
+          await client.upload(`STOR ${name}`, content);
+          expect(sha256(await client.download(`RETR ${name}`))).toBe(sha256(content));
+        } finally {
+          client.close();
+        }
+      }),
+    );
+  });
+});
+
+describe('one shared passive port and rclone', () => {
+  it('copies up and back with the documented --ftp-concurrency 1', { timeout: 60_000 }, async () => {
+    const work = await tempDir();
+    const up = path.join(work, 'up');
+    const down = path.join(work, 'down');
+    await Promise.all([mkdir(up), mkdir(down)]);
+    const files = Array.from({ length: 4 }, (_, i) => ({ name: `r${i}.bin`, content: randomBytes(60_000 + i) }));
+    for (const f of files) await writeFile(path.join(up, f.name), f.content);
+    const { stdout: pass } = await execFileAsync('rclone', ['obscure', TEST_PASSWORD]);
+    const remote = `:ftp,host=127.0.0.1,port=${srv.port},user=${TEST_USER},pass=${pass.trim()},explicit_tls=true,no_check_certificate=true:rclone`;
+    const flags = ['--config', path.join(work, 'rclone.conf'), '--ftp-concurrency', '1', '--retries', '1', '--low-level-retries', '1'];
+    await writeFile(path.join(work, 'rclone.conf'), '');
+    await execFileAsync('rclone', [...flags, 'copy', up, remote], { timeout: 50_000 });
+    await execFileAsync('rclone', [...flags, 'copy', remote, down], { timeout: 50_000 });
+    for (const f of files) expect(sha256(await readFile(path.join(down, f.name)))).toBe(sha256(f.content));
   });
 });
 
