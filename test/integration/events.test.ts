@@ -91,6 +91,7 @@ describe('events: at least once through receiver outages and kill -9', () => {
       EVENT_TYPES: 'upload,delete',
       EVENT_TIMEOUT_SECONDS: '2',
       REPLICA_NAME: 'gw-test',
+      UPLOAD_SHA256: 'true',
       LOG_LEVEL: 'warn',
     };
     gateway = await startServerProcess(env);
@@ -176,6 +177,8 @@ describe('events: at least once through receiver outages and kill -9', () => {
     );
 
     expect(receiver.badSignatures).toBe(0);
+    // EVENT_TYPES=upload,delete: the logins of every connection were filtered out.
+    expect(new Set([...receiver.events.values()].map((e) => e.type))).toEqual(new Set(['upload', 'delete']));
     const expected = Array.from({ length: UPLOADS }, (_, n) => `/${fileName(n)}`);
     expect([...uploadedPaths()].sort()).toEqual(expected);
     // More than one upload event for a path only where a killed gateway made its client upload again.

@@ -60,7 +60,7 @@ describe('envSchema', () => {
         hook: undefined,
         ldap: undefined,
       },
-      events: { webhook: undefined, types: [...EVENT_TYPES], replica: os.hostname(), uploadSha256: true },
+      events: { webhook: undefined, types: [...EVENT_TYPES], replica: os.hostname(), uploadSha256: false },
       limits: { maxConnections: 256, maxConnectionsPerIp: 32, idleTimeoutSeconds: 300, shutdownGraceSeconds: 30 },
       operations: {
         httpPort: 8080,
@@ -174,9 +174,9 @@ describe('envSchema', () => {
       { url: 'https://hooks.example.com/ftp', secret: 'hmac-key', timeoutSeconds: 3, retryMaxAgeSeconds: 3600, spoolMaxBytes: 1_048_576 },
     ],
     [
-      { EVENT_TYPES: 'upload,upload_failed', REPLICA_NAME: 'gw-2', UPLOAD_SHA256: 'false' },
+      { EVENT_TYPES: 'upload,upload_failed', REPLICA_NAME: 'gw-2', UPLOAD_SHA256: 'true' },
       (c) => [c.events.types, c.events.replica, c.events.uploadSha256],
-      [['upload', 'upload_failed'], 'gw-2', false],
+      [['upload', 'upload_failed'], 'gw-2', true],
     ],
     [{ LOG_LEVEL: 'debug' }, (c) => c.log.level, 'debug'],
     [{ LOG_FORMAT: 'pretty' }, (c) => c.log.format, 'pretty'],
