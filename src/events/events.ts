@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Config } from '../config/config.js';
+import { ConfigError, type Config } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Delivery } from './delivery.js';
@@ -58,11 +58,16 @@ export class EventService implements EventSink {
     });
   }
 
-  /** NO_EVENTS unless EVENT_WEBHOOK_URL is set. */
+  /** None unless EVENT_WEBHOOK_URL is set; a ConfigError when the spool cannot be opened. */
   static create(config: Config, metrics: Metrics, log: Logger): EventService | undefined {
     const webhook = config.events.webhook;
     if (!webhook) return undefined;
-    return new EventService(new Set(config.events.types), config.events.replica, metrics, webhook, config.storage.stateDir, log.child({ component: 'events' }));
+    try {
+      return new EventService(new Set(config.events.types), config.events.replica, metrics, webhook, config.storage.stateDir, log.child({ component: 'events' }));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new ConfigError([`EVENT_WEBHOOK_URL: the event spool ${path.join(config.storage.stateDir, 'events')} cannot be opened (${code}); STATE_DIR must be writable`]);
+    }
   }
 
   emit(fields: EventFields): void {

@@ -50,7 +50,8 @@ export class Spool {
   private readPos: Position;
   private unsynced = 0;
   private syncTimer: NodeJS.Timeout | undefined;
-  private syncing = false;
+  /** The descriptor an fdatasync is running on: closed by its callback, not under it. */
+  private syncingFd: number | undefined;
   private waiters: Array<() => void> = [];
   private readonly segmentBytes: number;
   private closed = false;
@@ -163,7 +164,7 @@ export class Spool {
     } catch (err) {
       this.o.onSyncError(err);
     }
-    closeSync(this.fd);
+    this.release(this.fd);
     for (const wake of this.waiters) wake();
     this.waiters = [];
   }
@@ -199,7 +200,7 @@ export class Spool {
 
   private rotate(): number {
     fsyncSync(this.fd);
-    closeSync(this.fd);
+    this.release(this.fd);
     const next = this.segments.at(-1)! + 1;
     this.segments.push(next);
     this.sizes.set(next, 0);
@@ -235,6 +236,11 @@ export class Spool {
     }
   }
 
+  /** Closes a segment's descriptor, unless an fdatasync runs on it (its callback closes it). */
+  private release(fd: number): void {
+    if (fd !== this.syncingFd) closeSync(fd);
+  }
+
   private scheduleSync(): void {
     this.unsynced++;
     if (this.unsynced >= this.o.syncEvery) this.sync();
@@ -243,14 +249,17 @@ export class Spool {
 
   private sync(): void {
     // A sync under way re-arms the timer when it ends.
-    if (this.syncing || this.closed) return;
+    if (this.syncingFd !== undefined || this.closed) return;
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
-    this.syncing = true;
+    const fd = this.fd;
+    this.syncingFd = fd;
     this.unsynced = 0;
-    fdatasync(this.fd, (err) => {
-      this.syncing = false;
+    fdatasync(fd, (err) => {
+      this.syncingFd = undefined;
       if (err) this.o.onSyncError(err);
+      // Rotated or closed meanwhile: the descriptor was left open for this sync.
+      if (fd !== this.fd || this.closed) closeSync(fd);
       if (this.unsynced > 0 && !this.closed) this.syncTimer ??= setTimeout(() => this.sync(), this.o.syncIntervalMs);
     });
   }
