@@ -39,7 +39,20 @@ export class Delivery {
     await this.running;
   }
 
+  /** The loop never ends but by stop(): a spool that cannot be read is logged and tried again. */
   private async run(): Promise<void> {
+    for (;;) {
+      try {
+        await this.deliverAll();
+        return;
+      } catch (err) {
+        this.o.log.error({ err }, 'event spool unreadable; delivery retries in a while');
+        await sleep(this.o.backoff.maxMs, this.stopping.signal);
+      }
+    }
+  }
+
+  private async deliverAll(): Promise<void> {
     const signal = this.stopping.signal;
     let failures = 0;
     while (!signal.aborted) {

@@ -88,8 +88,14 @@ export class Spool {
       if (data.length > this.segmentBytes) throw new Error(`record of ${data.length} bytes exceeds the spool segment size`);
       let current = this.segments.at(-1)!;
       if ((this.sizes.get(current) ?? 0) + data.length > this.segmentBytes) current = this.rotate();
-      writeSync(this.fd, data);
-      this.sizes.set(current, (this.sizes.get(current) ?? 0) + data.length);
+      const size = this.sizes.get(current) ?? 0;
+      const written = writeSync(this.fd, data);
+      if (written !== data.length) {
+        // A short write (disk full): no half record may stay for the next one to be glued to.
+        ftruncateSync(this.fd, size);
+        throw new Error(`short write to the event spool (${written} of ${data.length} bytes)`);
+      }
+      this.sizes.set(current, size + data.length);
     } catch (err) {
       this.o.onDropped(1, 'spool_error', err);
       return;

@@ -8,12 +8,14 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifySignature, type GatewayEvent } from '../../src/events/event.js';
 import { downloadText, ftpsLogin } from '../support/ftps-client.js';
+import { freePort } from '../support/ports.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 const SECRET = 'types-secret';
 const events: GatewayEvent[] = [];
 let receiver: http.Server;
 let srv: RunningServer;
+let httpPort: number;
 
 beforeAll(async () => {
   receiver = http.createServer((req, res) => {
@@ -26,7 +28,10 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  httpPort = await freePort();
   srv = await startServer({
+    HTTP_PORT: String(httpPort),
+    HTTP_BIND_ADDRESS: '127.0.0.1',
     EVENT_WEBHOOK_URL: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`,
     EVENT_WEBHOOK_SECRET: SECRET,
     UPLOAD_SHA256: 'true',
@@ -82,6 +87,17 @@ describe('events of a session', () => {
     expect(await eventOf('upload_failed', '/missing/c.txt')).toMatchObject({ result: 'refused', user: TEST_USER });
     // One event per action, each with its own id.
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+    // The gateway counts a delivery once it has read the receiver's answer, a moment after the receiver counted it.
+    const scrape = async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    let metrics = await scrape();
+    for (let i = 0; i < 50 && !metrics.includes(`ftps_events_delivered_total ${events.length}\n`); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      metrics = await scrape();
+    }
+    expect(metrics).toMatch(/^ftps_events_queued_total\{type="upload"\} 1$/m);
+    expect(metrics).toMatch(new RegExp(`^ftps_events_delivered_total ${events.length}$`, 'm'));
+    expect(metrics).toMatch(/^ftps_event_spool_bytes [1-9]\d*$/m);
+    expect(metrics).toMatch(/^ftps_event_delivery_latency_seconds_count [1-9]/m);
   });
 
   it('abuse: failed logins and the ban they lead to', async () => {
