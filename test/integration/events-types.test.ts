@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifySignature, type GatewayEvent } from '../../src/events/event.js';
 import { downloadText, ftpsLogin } from '../support/ftps-client.js';
 import { freePort } from '../support/ports.js';
+import { loggedIn } from '../support/raw-client.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
 
 const SECRET = 'types-secret';
@@ -98,6 +99,22 @@ describe('events of a session', () => {
     expect(metrics).toMatch(new RegExp(`^ftps_events_delivered_total ${events.length}$`, 'm'));
     expect(metrics).toMatch(/^ftps_event_spool_bytes [1-9]\d*$/m);
     expect(metrics).toMatch(/^ftps_event_delivery_latency_seconds_count [1-9]/m);
+  });
+
+  it('abuse: an upload cut without TLS close_notify (426) is an upload_failed, truncated', async () => {
+    const c = await loggedIn(srv.port);
+    try {
+      // Written after the handshake (the socket queues until then).
+      const data = await c.openPassive({ tls: true });
+      expect((await c.send('STOR cut.bin')).code).toBe(150);
+      await new Promise<void>((resolve, reject) => data.write(Buffer.alloc(100_000, 1), (err) => (err ? reject(err) : resolve())));
+      // destroy(), unlike end(), sends no close_notify: as when the client process dies.
+      data.destroy();
+      expect((await c.read()).code).toBe(426);
+    } finally {
+      c.close();
+    }
+    expect(await eventOf('upload_failed', '/cut.bin')).toMatchObject({ result: 'failed', reason: 'truncated: no TLS close_notify' });
   });
 
   it('abuse: failed logins and the ban they lead to', async () => {
