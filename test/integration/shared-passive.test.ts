@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import net from 'node:net';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,6 +128,44 @@ describe('one shared passive port', () => {
     stray.on('error', () => undefined);
     await expect.poll(() => refusals('no_session').length).toBe(before + 1);
     stray.destroy();
+  });
+
+  it('silent connections: closed at once from an address nobody waits for, capped (oldest first) on the victim\'s own address', async () => {
+    const content = randomBytes(40_000);
+    await writeFile(path.join(srv.root, 'wanted.bin'), content);
+    const victim = await RawFtpClient.connect(srv.port);
+    const silent: net.Socket[] = [];
+    try {
+      await victim.read();
+      await victim.upgrade();
+      await victim.login(TEST_USER, TEST_PASSWORD);
+      await victim.send('PBSZ 0');
+      await victim.send('PROT P');
+      await victim.send('EPSV');
+      const [strangers, capped] = [refusals('no_session').length, refusals('too_many_unrouted').length];
+      const open = (localAddress: string) => {
+        const socket = net.connect({ port: sharedPort, host: '127.0.0.1', localAddress });
+        socket.on('error', () => undefined);
+        silent.push(socket);
+        return new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      };
+      const closedStrangers = Array.from({ length: 20 }, () => open('127.0.0.2'));
+      await Promise.all(closedStrangers);
+      expect(refusals('no_session').length).toBe(strangers + 20);
+      for (let i = 0; i < 40; i++) void open('127.0.0.1');
+      await expect.poll(() => refusals('too_many_unrouted').length).toBe(capped + 8);
+
+      const opening = victim.send('RETR wanted.bin');
+      const own = await connectData(sharedPort, { tls: true, session: victim.tlsSession });
+      const received: Buffer[] = [];
+      own.on('data', (c: Buffer) => received.push(c));
+      expect((await opening).code).toBe(150);
+      expect((await victim.read()).code).toBe(226);
+      await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(content));
+    } finally {
+      for (const socket of silent) socket.destroy();
+      victim.close();
+    }
   });
 
   it('stock Python ftplib (never resumes) from an exempt address: routed by its address', async () => {
