@@ -21,12 +21,13 @@ import { PassiveRequest, type PassiveChannel, type PassiveRequestOptions } from 
 export type SharedRouteRefusal = 'no_session' | 'ambiguous' | 'not_waiting' | 'no_client_hello' | 'too_many_unrouted';
 
 /**
- * Connections of one client address whose ClientHello is still awaited. Each holds a socket for up to
- * TLS_HANDSHAKE_TIMEOUT_SECONDS: without a cap, one address with a waiting session could pile them up. Beyond it
- * the oldest is closed, not the newest: a client's own connection sends its hello at once, so a neighbour behind
- * the same NAT address who holds silent connections cannot lock it out.
+ * Connections of one client address whose ClientHello is still awaited, beyond one per session of that address
+ * waiting on the port. Each holds a socket for up to TLS_HANDSHAKE_TIMEOUT_SECONDS: without a cap, one address
+ * with a waiting session could pile them up. Beyond it the oldest is closed, not the newest: a client's own
+ * connection sends its hello at once, so a neighbour behind the same NAT address who holds silent connections
+ * cannot lock it out.
  */
-const MAX_UNROUTED_PER_ADDRESS = 32;
+const EXTRA_UNROUTED_PER_ADDRESS = 32;
 
 export interface SharedPassiveOptions {
   readonly ports: readonly number[];
@@ -165,7 +166,7 @@ export class SharedPassivePorts {
     }
     const reading = this.unrouted.get(client) ?? new Set<net.Socket>();
     this.unrouted.set(client, reading.add(socket));
-    if (reading.size > MAX_UNROUTED_PER_ADDRESS) {
+    if (reading.size > candidates.length + EXTRA_UNROUTED_PER_ADDRESS) {
       const oldest = reading.values().next().value!;
       reading.delete(oldest);
       oldest.destroy();
