@@ -26,7 +26,8 @@ let srv: RunningServer;
 let sharedPort: number;
 
 beforeAll(async () => {
-  srv = await startServer({ PASV_PORT_SHARING: 'true', TLS_SESSION_REUSE_EXEMPT_CIDRS: '127.0.0.9' }, { pasvPorts: 1 });
+  // 60 sessions from one address at once: above the default per-address connection limit.
+  srv = await startServer({ PASV_PORT_SHARING: 'true', TLS_SESSION_REUSE_EXEMPT_CIDRS: '127.0.0.9', MAX_CONNECTIONS_PER_IP: '100' }, { pasvPorts: 1 });
   sharedPort = srv.config.data.pasvMinPort;
 });
 afterAll(() => srv.stop());
@@ -81,6 +82,40 @@ describe('one shared passive port', () => {
       }),
     );
     for (const { name, content } of files) expect(sha256(await readFile(path.join(srv.root, name)))).toBe(sha256(content));
+  });
+
+  it('40 sessions of one address whose data connections all wait before their ClientHello are all served', async () => {
+    // More than the 32 silent connections one address may hold beyond its waiting sessions: each of these has one.
+    const sessions = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const name = `early-${i}.bin`;
+        const content = randomBytes(10_000 + i);
+        await writeFile(path.join(srv.root, name), content);
+        const control = await RawFtpClient.connect(srv.port);
+        await control.read();
+        await control.upgrade();
+        await control.login(TEST_USER, TEST_PASSWORD);
+        await control.send('PBSZ 0');
+        await control.send('PROT P');
+        await control.send('EPSV');
+        return { control, name, content, raw: await connectData(sharedPort, { tls: false }) };
+      }),
+    );
+    try {
+      await Promise.all(
+        sessions.map(async ({ control, name, content, raw }) => {
+          const opening = control.send(`RETR ${name}`);
+          const data = tls.connect({ socket: raw, host: '127.0.0.1', session: control.tlsSession, rejectUnauthorized: false });
+          const received: Buffer[] = [];
+          data.on('data', (c: Buffer) => received.push(c));
+          expect((await opening).code).toBe(150);
+          expect((await control.read()).code).toBe(226);
+          await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(content));
+        }),
+      );
+    } finally {
+      for (const { control } of sessions) control.close();
+    }
   });
 
   it("a same-address thief presenting its own session's ticket gets nothing; the victim's transfer succeeds", async () => {
