@@ -18,7 +18,16 @@ import { MAX_CLIENT_HELLO_BYTES, parseClientHello, type ResumptionOffer } from '
 import { PassiveRequest, type PassiveChannel, type PassiveRequestOptions } from './passive.js';
 
 /** Why a connection to a shared port found no session; counted per reason. */
-export type SharedRouteRefusal = 'no_session' | 'ambiguous' | 'not_waiting' | 'no_client_hello';
+export type SharedRouteRefusal = 'no_session' | 'ambiguous' | 'not_waiting' | 'no_client_hello' | 'too_many_unrouted';
+
+/**
+ * Connections of one client address whose ClientHello is still awaited, beyond one per session of that address
+ * waiting on the port. Each holds a socket for up to TLS_HANDSHAKE_TIMEOUT_SECONDS: without a cap, one address
+ * with a waiting session could pile them up. Beyond it the oldest is closed, not the newest: a client's own
+ * connection sends its hello at once, so a neighbour behind the same NAT address who holds silent connections
+ * cannot lock it out.
+ */
+const EXTRA_UNROUTED_PER_ADDRESS = 32;
 
 export interface SharedPassiveOptions {
   readonly ports: readonly number[];
@@ -50,6 +59,8 @@ export class SharedPassivePorts {
   /** Per port, the requests waiting for their connection. */
   private readonly waiting = new Map<number, Set<Waiting>>();
   private readonly servers: net.Server[] = [];
+  /** Per client address, connections whose ClientHello is being read, oldest first. */
+  private readonly unrouted = new Map<string, Set<net.Socket>>();
   private next = 0;
 
   private constructor(private readonly o: SharedPassiveOptions) {
@@ -147,6 +158,20 @@ export class SharedPassivePorts {
       candidates[0]!.request.accept(socket, origin);
       return;
     }
+    // Whatever it names, a session takes connections from its client's address only (PASV_PROMISCUOUS aside):
+    // an address nobody here waits for is refused before a byte is read.
+    if (candidates.length === 0 && ![...entries].some((w) => w.request.accepting && w.options.allowedPeer === undefined)) {
+      this.drop(socket, 'no_session', port, origin);
+      return;
+    }
+    const reading = this.unrouted.get(client) ?? new Set<net.Socket>();
+    this.unrouted.set(client, reading.add(socket));
+    if (reading.size > candidates.length + EXTRA_UNROUTED_PER_ADDRESS) {
+      const oldest = reading.values().next().value!;
+      reading.delete(oldest);
+      oldest.destroy();
+      this.refuse('too_many_unrouted', port, origin);
+    }
     let offer: ResumptionOffer;
     try {
       const hello = await readStart(socket, 'TLS ClientHello', this.o.helloTimeoutMs, (bytes) => {
@@ -163,6 +188,9 @@ export class SharedPassivePorts {
       socket.destroy();
       if (!(err as { probe?: boolean }).probe) this.refuse('no_client_hello', port, origin);
       return;
+    } finally {
+      reading.delete(socket);
+      if (reading.size === 0 && this.unrouted.get(client) === reading) this.unrouted.delete(client);
     }
     const named = [...entries].find((w) => w.options.offeredBy(offer));
     if (named?.request.accepting) {

@@ -110,7 +110,7 @@ export class Metrics {
       help:
         'Data connections to a shared passive port (PASV_PORT_SHARING) that reached no session, by reason: no_session, ' +
         'ambiguous (several sessions of that address wait and it named none), not_waiting (it named a session not waiting ' +
-        'on that port), no_client_hello.',
+        'on that port), no_client_hello, too_many_unrouted (an address holding too many connections that sent no ClientHello yet).',
       labelNames: ['reason'],
       registers,
     });

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import net from 'node:net';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +26,8 @@ let srv: RunningServer;
 let sharedPort: number;
 
 beforeAll(async () => {
-  srv = await startServer({ PASV_PORT_SHARING: 'true', TLS_SESSION_REUSE_EXEMPT_CIDRS: '127.0.0.9' }, { pasvPorts: 1 });
+  // 60 sessions from one address at once: above the default per-address connection limit.
+  srv = await startServer({ PASV_PORT_SHARING: 'true', TLS_SESSION_REUSE_EXEMPT_CIDRS: '127.0.0.9', MAX_CONNECTIONS_PER_IP: '100' }, { pasvPorts: 1 });
   sharedPort = srv.config.data.pasvMinPort;
 });
 afterAll(() => srv.stop());
@@ -82,6 +84,40 @@ describe('one shared passive port', () => {
     for (const { name, content } of files) expect(sha256(await readFile(path.join(srv.root, name)))).toBe(sha256(content));
   });
 
+  it('40 sessions of one address whose data connections all wait before their ClientHello are all served', async () => {
+    // More than the 32 silent connections one address may hold beyond its waiting sessions: each of these has one.
+    const sessions = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const name = `early-${i}.bin`;
+        const content = randomBytes(10_000 + i);
+        await writeFile(path.join(srv.root, name), content);
+        const control = await RawFtpClient.connect(srv.port);
+        await control.read();
+        await control.upgrade();
+        await control.login(TEST_USER, TEST_PASSWORD);
+        await control.send('PBSZ 0');
+        await control.send('PROT P');
+        await control.send('EPSV');
+        return { control, name, content, raw: await connectData(sharedPort, { tls: false }) };
+      }),
+    );
+    try {
+      await Promise.all(
+        sessions.map(async ({ control, name, content, raw }) => {
+          const opening = control.send(`RETR ${name}`);
+          const data = tls.connect({ socket: raw, host: '127.0.0.1', session: control.tlsSession, rejectUnauthorized: false });
+          const received: Buffer[] = [];
+          data.on('data', (c: Buffer) => received.push(c));
+          expect((await opening).code).toBe(150);
+          expect((await control.read()).code).toBe(226);
+          await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(content));
+        }),
+      );
+    } finally {
+      for (const { control } of sessions) control.close();
+    }
+  });
+
   it("a same-address thief presenting its own session's ticket gets nothing; the victim's transfer succeeds", async () => {
     const secret = randomBytes(50_000);
     await writeFile(path.join(srv.root, 'payroll.bin'), secret);
@@ -127,6 +163,45 @@ describe('one shared passive port', () => {
     stray.on('error', () => undefined);
     await expect.poll(() => refusals('no_session').length).toBe(before + 1);
     stray.destroy();
+  });
+
+  it('silent connections: closed at once from an address nobody waits for, capped (oldest first) on the victim\'s own address', async () => {
+    const content = randomBytes(40_000);
+    await writeFile(path.join(srv.root, 'wanted.bin'), content);
+    const victim = await RawFtpClient.connect(srv.port);
+    const silent: net.Socket[] = [];
+    try {
+      await victim.read();
+      await victim.upgrade();
+      await victim.login(TEST_USER, TEST_PASSWORD);
+      await victim.send('PBSZ 0');
+      await victim.send('PROT P');
+      await victim.send('EPSV');
+      const [strangers, capped] = [refusals('no_session').length, refusals('too_many_unrouted').length];
+      const open = (localAddress: string) => {
+        const socket = net.connect({ port: sharedPort, host: '127.0.0.1', localAddress });
+        socket.on('error', () => undefined);
+        silent.push(socket);
+        return new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      };
+      const closedStrangers = Array.from({ length: 20 }, () => open('127.0.0.2'));
+      await Promise.all(closedStrangers);
+      expect(refusals('no_session').length).toBe(strangers + 20);
+      for (let i = 0; i < 40; i++) void open('127.0.0.1');
+      // The cap: one per waiting session of the address (the victim's) plus 32.
+      await expect.poll(() => refusals('too_many_unrouted').length).toBe(capped + 40 - 33);
+
+      const opening = victim.send('RETR wanted.bin');
+      const own = await connectData(sharedPort, { tls: true, session: victim.tlsSession });
+      const received: Buffer[] = [];
+      own.on('data', (c: Buffer) => received.push(c));
+      expect((await opening).code).toBe(150);
+      expect((await victim.read()).code).toBe(226);
+      await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(content));
+    } finally {
+      for (const socket of silent) socket.destroy();
+      victim.close();
+    }
   });
 
   it('stock Python ftplib (never resumes) from an exempt address: routed by its address', async () => {
