@@ -29,6 +29,8 @@ import {
   sleep,
   startServer,
   tempDir,
+  runBenchmark,
+  watchdog,
 } from './lib.mjs';
 
 const KiB = 1024;
@@ -119,11 +121,7 @@ async function main() {
   const settleMs = envInt('BENCH_SETTLE_MS', 3000, 0);
   const concurrency = envInt('BENCH_CONCURRENCY', 50, 1);
   const tlsOptions = process.env.BENCH_TLS_MAX ? { maxVersion: process.env.BENCH_TLS_MAX } : {};
-  const watchdog = setTimeout(() => {
-    console.error('benchmark watchdog: 10 minutes passed, giving up');
-    void cleanupAll().then(() => process.exit(1));
-  }, 10 * 60_000);
-  watchdog.unref();
+  const timer = watchdog(10);
 
   console.log(`ftps-gateway idle-session memory benchmark — ${machineLine()}`);
   // This process holds one descriptor per session and so does the server (which inherits our limit).
@@ -175,12 +173,8 @@ async function main() {
   console.log('1 KB = 1024 bytes. RSS = server VmRSS (median of 5 readings after the settle pause).');
   console.log('logins/s and CPU ms/login: TCP connect + AUTH TLS + handshake + USER/PASS, server CPU time per login.');
   console.log('Reference: vsftpd ~900 KB per idle session, ftp-srv 44 KB.');
-  clearTimeout(watchdog);
+  clearTimeout(timer);
   await cleanupAll();
 }
 
-await main().catch(async (err) => {
-  console.error(`benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
-  await cleanupAll();
-  process.exit(1);
-});
+await runBenchmark(main);

@@ -66,6 +66,25 @@ export function cleanupAll() {
   return cleaning;
 }
 
+/** Ends a benchmark still running after `minutes`, whatever it waits for; clearTimeout() it when done. */
+export function watchdog(minutes) {
+  const timer = setTimeout(() => {
+    console.error(`benchmark watchdog: ${minutes} minutes passed, giving up`);
+    void cleanupAll().then(() => process.exit(1));
+  }, minutes * 60_000);
+  timer.unref();
+  return timer;
+}
+
+/** Runs a benchmark's main(): a failure is one line, then the servers and files are cleaned up, exit code 1. */
+export async function runBenchmark(main) {
+  await main().catch(async (err) => {
+    console.error(`benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
+    await cleanupAll();
+    process.exit(1);
+  });
+}
+
 /** Where temporary directories go: BENCH_TMPDIR, else os.tmpdir(). */
 export const TMP_BASE = path.resolve(process.env.BENCH_TMPDIR ?? os.tmpdir());
 

@@ -25,13 +25,10 @@ import {
   sampleRss,
   startServer,
   tempDir,
+  runBenchmark,
 } from './lib.mjs';
 
-await main().catch(async (err) => {
-  console.error(`benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
-  await cleanupAll();
-  process.exit(1);
-});
+await runBenchmark(main);
 
 async function main() {
   const entries = envInt('BENCH_LIST_ENTRIES', 100_000, 1);

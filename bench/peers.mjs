@@ -69,6 +69,8 @@ import {
   startServer,
   tempDir,
   trackChild,
+  runBenchmark,
+  watchdog,
 } from './lib.mjs';
 
 const GiB = 1024 * MiB;
@@ -1037,11 +1039,7 @@ async function main() {
   const servers = listEnv('PEERS_SERVERS', 'gateway,gateway-nofsync,pure-ftpd,vsftpd', KNOWN_SERVERS);
   const workloads = listEnv('PEERS_WORKLOADS', 'down,up,par,small', KNOWN_WORKLOADS);
   if (!['rsa2048', 'p256'].includes(KEY_TYPE)) throw new Error('PEERS_KEY must be rsa2048 or p256');
-  const watchdog = setTimeout(() => {
-    console.error('benchmark watchdog: 60 minutes passed, giving up');
-    void cleanupAll().then(() => process.exit(1));
-  }, 60 * 60_000);
-  watchdog.unref();
+  const timer = watchdog(60);
 
   console.log(`ftps-gateway vs peers — ${machineLine()}`);
   console.log(
@@ -1227,12 +1225,8 @@ async function main() {
     console.log("small uploads to servers that send tickets on data connections (vsftpd: intermittent 426, curl issue 6149).");
   }
   console.log(failures.length ? `failed attempts (retried, not counted): ${failures.join('; ')}` : 'failed attempts: none');
-  clearTimeout(watchdog);
+  clearTimeout(timer);
   await cleanupAll();
 }
 
-await main().catch(async (err) => {
-  console.error(`benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
-  await cleanupAll();
-  process.exit(1);
-});
+await runBenchmark(main);

@@ -50,16 +50,14 @@ import {
   startServer,
   tempDir,
   trackChild,
+  runBenchmark,
+  watchdog,
 } from './lib.mjs';
 
 if (process.argv[2] === '--serve-baseline') {
   await serveBaseline(process.argv[3], Number(process.argv[4]), Number(process.argv[5]));
 } else {
-  await main().catch(async (err) => {
-    console.error(`benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
-    await cleanupAll();
-    process.exit(1);
-  });
+  await runBenchmark(main);
 }
 
 async function main() {
@@ -71,11 +69,7 @@ async function main() {
   const only = new Set((process.env.BENCH_PHASES ?? 'down,up,par').split(',').map((p) => p.trim()));
   const size = sizeMiB * MiB;
   // A whole run must end by itself, whatever happens.
-  const watchdog = setTimeout(() => {
-    console.error('benchmark watchdog: 30 minutes passed, giving up');
-    void cleanupAll().then(() => process.exit(1));
-  }, 30 * 60_000);
-  watchdog.unref();
+  const timer = watchdog(30);
 
   console.log(`ftps-gateway throughput benchmark — ${machineLine()}`);
   console.log(
@@ -174,7 +168,7 @@ async function main() {
   console.log('transfer each way); growth = peak during the phase − before it; MiB.');
   console.log('Reference (same 2-core machine, curl): pure-ftpd 860/537, vsftpd 482/164, ftp-srv 530/262 MB/s down/up;');
   console.log("Node's TLS loopback ceiling ~1.1 GB/s.");
-  clearTimeout(watchdog);
+  clearTimeout(timer);
   await cleanupAll();
 }
 

@@ -34,6 +34,35 @@ afterAll(() => srv.stop());
 
 const refusals = (reason: string) => srv.logs.filter((l) => l.msg === 'shared passive port: data connection refused' && l.reason === reason);
 
+/** A control connection over TLS, logged in, with PROT P. */
+async function protectedSession(port: number): Promise<RawFtpClient> {
+  const control = await RawFtpClient.connect(port);
+  await control.read();
+  await control.upgrade();
+  expect((await control.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
+  await control.send('PBSZ 0');
+  await control.send('PROT P');
+  return control;
+}
+
+/**
+ * RETR `name` with `raw` (a TCP connection to the shared port, a new one by default) as its data connection, TLS
+ * resuming `control`'s session: expects 150 and 226, resolves with the bytes received.
+ */
+async function retrieve(control: RawFtpClient, name: string, raw?: net.Socket): Promise<Buffer> {
+  const opening = control.send(`RETR ${name}`);
+  const socket = raw ?? (await connectData(sharedPort, { tls: false }));
+  // The control connection's (absent) SNI: OpenSSL offers a TLS 1.3 session only under the name it came from.
+  const data = tls.connect({ socket, host: '127.0.0.1', session: control.tlsSession, rejectUnauthorized: false });
+  const received: Buffer[] = [];
+  data.on('data', (c: Buffer) => received.push(c));
+  const ended = new Promise((resolve) => data.once('close', resolve));
+  expect((await opening).code).toBe(150);
+  expect((await control.read()).code).toBe(226);
+  await ended;
+  return Buffer.concat(received);
+}
+
 describe('one shared passive port', () => {
   it('serves curl over TLS 1.3 (tickets) and TLS 1.2 (session IDs), uploads and downloads', async () => {
     const work = await tempDir();
@@ -91,27 +120,14 @@ describe('one shared passive port', () => {
         const name = `early-${i}.bin`;
         const content = randomBytes(10_000 + i);
         await writeFile(path.join(srv.root, name), content);
-        const control = await RawFtpClient.connect(srv.port);
-        await control.read();
-        await control.upgrade();
-        await control.login(TEST_USER, TEST_PASSWORD);
-        await control.send('PBSZ 0');
-        await control.send('PROT P');
+        const control = await protectedSession(srv.port);
         await control.send('EPSV');
         return { control, name, content, raw: await connectData(sharedPort, { tls: false }) };
       }),
     );
     try {
       await Promise.all(
-        sessions.map(async ({ control, name, content, raw }) => {
-          const opening = control.send(`RETR ${name}`);
-          const data = tls.connect({ socket: raw, host: '127.0.0.1', session: control.tlsSession, rejectUnauthorized: false });
-          const received: Buffer[] = [];
-          data.on('data', (c: Buffer) => received.push(c));
-          expect((await opening).code).toBe(150);
-          expect((await control.read()).code).toBe(226);
-          await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(content));
-        }),
+        sessions.map(async ({ control, name, content, raw }) => expect(sha256(await retrieve(control, name, raw))).toBe(sha256(content))),
       );
     } finally {
       for (const { control } of sessions) control.close();
@@ -121,35 +137,21 @@ describe('one shared passive port', () => {
   it("a same-address thief presenting its own session's ticket gets nothing; the victim's transfer succeeds", async () => {
     const secret = randomBytes(50_000);
     await writeFile(path.join(srv.root, 'payroll.bin'), secret);
-    const victim = await RawFtpClient.connect(srv.port);
-    const thief = await RawFtpClient.connect(srv.port);
+    const [victim, thief] = await Promise.all([protectedSession(srv.port), protectedSession(srv.port)]);
     try {
-      for (const c of [victim, thief]) {
-        await c.read();
-        await c.upgrade();
-        expect((await c.login(TEST_USER, TEST_PASSWORD)).code).toBe(230);
-        await c.send('PBSZ 0');
-        await c.send('PROT P');
-      }
       const epsv = await victim.send('EPSV');
       expect(Number(/\|\|\|(\d+)\|/.exec(epsv.text)?.[1])).toBe(sharedPort);
       const before = refusals('not_waiting').length;
       // The thief resumes its own session on the victim's advertised port, before the victim connects.
       const stolen = await connectData(sharedPort, { tls: false });
-      // The control connections' (absent) SNI: OpenSSL offers a TLS 1.3 session only under the name it came from.
+      // The control connections' (absent) SNI, as in retrieve().
       const stolenTls = tls.connect({ socket: stolen, host: '127.0.0.1', session: thief.tlsSession, rejectUnauthorized: false });
       stolenTls.on('error', () => undefined);
       const stolenBytes: Buffer[] = [];
       stolenTls.on('data', (c: Buffer) => stolenBytes.push(c));
       await expect.poll(() => refusals('not_waiting').length).toBe(before + 1);
 
-      const opening = victim.send('RETR payroll.bin');
-      const own = await connectData(sharedPort, { tls: true, session: victim.tlsSession });
-      const received: Buffer[] = [];
-      own.on('data', (c: Buffer) => received.push(c));
-      expect((await opening).code).toBe(150);
-      expect((await victim.read()).code).toBe(226);
-      await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(secret));
+      expect(sha256(await retrieve(victim, 'payroll.bin'))).toBe(sha256(secret));
       expect(Buffer.concat(stolenBytes).length).toBe(0);
     } finally {
       victim.close();
@@ -168,14 +170,9 @@ describe('one shared passive port', () => {
   it('silent connections: closed at once from an address nobody waits for, capped (oldest first) on the victim\'s own address', async () => {
     const content = randomBytes(40_000);
     await writeFile(path.join(srv.root, 'wanted.bin'), content);
-    const victim = await RawFtpClient.connect(srv.port);
+    const victim = await protectedSession(srv.port);
     const silent: net.Socket[] = [];
     try {
-      await victim.read();
-      await victim.upgrade();
-      await victim.login(TEST_USER, TEST_PASSWORD);
-      await victim.send('PBSZ 0');
-      await victim.send('PROT P');
       await victim.send('EPSV');
       const [strangers, capped] = [refusals('no_session').length, refusals('too_many_unrouted').length];
       const open = (localAddress: string) => {
@@ -191,13 +188,7 @@ describe('one shared passive port', () => {
       // The cap: one per waiting session of the address (the victim's) plus 32.
       await expect.poll(() => refusals('too_many_unrouted').length).toBe(capped + 40 - 33);
 
-      const opening = victim.send('RETR wanted.bin');
-      const own = await connectData(sharedPort, { tls: true, session: victim.tlsSession });
-      const received: Buffer[] = [];
-      own.on('data', (c: Buffer) => received.push(c));
-      expect((await opening).code).toBe(150);
-      expect((await victim.read()).code).toBe(226);
-      await expect.poll(() => sha256(Buffer.concat(received))).toBe(sha256(content));
+      expect(sha256(await retrieve(victim, 'wanted.bin'))).toBe(sha256(content));
     } finally {
       for (const socket of silent) socket.destroy();
       victim.close();
