@@ -34,6 +34,7 @@ export const TEST_IMAGES = {
   gateway: { repository: 'ftps-gateway', context: '.', stages: ['build'] },
   haproxy: { repository: 'ftps-gateway-haproxy', context: 'docker/scale-out/haproxy' },
   openldap: { repository: 'ftps-gateway-test/openldap', context: 'test/images/openldap' },
+  'ceph-rgw': { repository: 'ftps-gateway-test/ceph-rgw', context: 'test/images/ceph-rgw' },
 } as const satisfies Record<string, ImageRecipe>;
 
 export type TestImageName = keyof typeof TEST_IMAGES;
