@@ -219,8 +219,8 @@ export class Bucket {
     } while (keyMarker !== undefined);
   }
 
-  async headBucket(): Promise<void> {
-    await this.#send('HeadBucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.name })));
+  async headBucket(signal?: AbortSignal): Promise<void> {
+    await this.#send('HeadBucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.name }), { abortSignal: signal }));
   }
 
   destroy(): void {

@@ -23,6 +23,8 @@ const KINDS_BY_NAME: ReadonlyMap<string, StorageErrorKind> = new Map([
   ['ServiceUnavailable', 'unavailable'],
   ['InternalError', 'unavailable'],
   ['TimeoutError', 'unavailable'],
+  // A request given up on (a bounded probe).
+  ['AbortError', 'unavailable'],
   ['EntityTooLarge', 'quota'],
   ['QuotaExceeded', 'quota'],
   ['KeyTooLongError', 'invalid-name'],

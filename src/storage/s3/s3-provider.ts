@@ -6,11 +6,14 @@ import { ConfigError, type Config } from '../../config/config.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { StorageProvider } from '../provider.js';
-import type { StorageBackend } from '../storage.js';
+import { StorageError, type StorageBackend } from '../storage.js';
 import { Bucket, type S3Settings } from './bucket.js';
 import { S3Storage } from './s3-storage.js';
 
 const HOUR_MS = 60 * 60 * 1000;
+/** The readiness probe's own bound, inside /readyz's 2 s: a later answer counts as a slow store. */
+const PROBE_TIMEOUT_MS = 1_500;
+const SLOW_WARNING_INTERVAL_MS = 60_000;
 /**
  * How old a multipart upload must be to be abandoned. A live one belongs to a transfer still receiving, which
  * may last hours; one replica's sweep must never abort another's. A day is longer than any upload the part
@@ -23,6 +26,8 @@ export const ABANDONED_UPLOAD_AGE_MS = 24 * HOUR_MS;
  * stored on local disk, so replicas share nothing but the bucket.
  */
 export class S3StorageProvider implements StorageProvider {
+  #lastSlowWarning = -Infinity;
+
   private constructor(
     private readonly bucket: Bucket,
     private readonly settings: S3Settings,
@@ -57,12 +62,24 @@ export class S3StorageProvider implements StorageProvider {
     return this.settings.prefix + relative.map((part) => `${part}/`).join('');
   }
 
+  /**
+   * Not ready when the bucket refuses this replica (no such bucket, wrong keys, a policy without s3:ListBucket): a
+   * configuration only this replica may have. A slow or unreachable store is every replica's at once: taking them
+   * all out of rotation (and a balancer cutting their sessions) would turn a hiccup of the store into an outage, so
+   * that is logged, at most once a minute, and the replica stays ready; transfers meanwhile get 451.
+   */
   async probe(): Promise<string | undefined> {
     try {
-      await this.bucket.headBucket();
+      await this.bucket.headBucket(AbortSignal.timeout(PROBE_TIMEOUT_MS));
       return undefined;
     } catch (err) {
-      return `the bucket ${this.settings.bucket} does not answer (${err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err)})`;
+      const reason = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      if (!(err instanceof StorageError && err.kind === 'unavailable')) return `the bucket ${this.settings.bucket} refused this replica (${reason})`;
+      if (Date.now() - this.#lastSlowWarning >= SLOW_WARNING_INTERVAL_MS) {
+        this.#lastSlowWarning = Date.now();
+        this.log.warn({ bucket: this.settings.bucket, reason }, 'the S3 store is slow or unreachable (readiness unchanged: every replica shares it)');
+      }
+      return undefined;
     }
   }
 
