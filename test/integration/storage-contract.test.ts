@@ -17,9 +17,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { LocalFsStorage } from '../../src/storage/local-fs.js';
 import type { StorageBackend } from '../../src/storage/storage.js';
 import { ROOT } from '../../src/storage/virtual-path.js';
-import { s3TestBucket, skipS3, TEST_PART_SIZE, type S3TestBucket } from '../support/s3.js';
+import { s3TestBucket, s3Tree, skipS3, TEST_PART_SIZE, type S3TestBucket } from '../support/s3.js';
 import { expectKind, listAll, readToEnd, sha256, upload, vp, writeChunk } from '../support/storage.js';
-import { localTree, s3Tree, type BackendName, type UserTree } from '../support/user-tree.js';
+import { localTree, type BackendName, type UserTree } from '../support/user-tree.js';
 
 /** A home to test in, and a neighbour whose name starts with the home's (`u1`, `u1x`): it must stay out of reach. */
 interface Subject {

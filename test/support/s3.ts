@@ -4,10 +4,21 @@
  * and everything in it (RAM, memstore) go when the run ends.
  */
 import { randomBytes } from 'node:crypto';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  NotFound,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import type { S3Settings } from '../../src/storage/s3/s3-store.js';
 import type { RgwEndpoint } from '../container/shared-rgw.js';
 import { askTestSetup } from '../container/support.js';
+import type { UserTree } from './user-tree.js';
 
 /** S3 suites need the RGW container: skipped where container suites are. */
 export const skipS3 = process.env.SKIP_CONTAINER_TESTS === '1';
@@ -68,6 +79,62 @@ export async function s3TestBucket(o: { prefix?: string } = {}): Promise<S3TestB
       S3_ACCESS_KEY_ID: e.accessKeyId,
       S3_SECRET_ACCESS_KEY: e.secretAccessKey,
       S3_PART_SIZE: String(TEST_PART_SIZE),
+    },
+  };
+}
+
+/** The tree under `prefix` ('' or ending in '/') in `bucket`. */
+export function s3Tree(client: S3Client, bucket: string, prefix: string): UserTree {
+  const key = (rel: string) => prefix + rel;
+  const dirKey = (rel: string) => (rel === '' ? prefix : `${key(rel)}/`);
+  const head = (rel: string) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key(rel) }));
+  return {
+    backend: 's3',
+    async read(rel) {
+      const { Body } = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key(rel) }));
+      return Buffer.from(await Body!.transformToByteArray());
+    },
+    async put(rel, data) {
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key(rel), Body: Buffer.from(data) }));
+    },
+    async mkdir(rel) {
+      const parts = rel.split('/');
+      for (let i = 1; i <= parts.length; i++) {
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: dirKey(parts.slice(0, i).join('/')), Body: Buffer.alloc(0) }));
+      }
+    },
+    async exists(rel) {
+      const found = await head(rel).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof NotFound) return false;
+          throw err;
+        },
+      );
+      if (found) return true;
+      const under = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: dirKey(rel), MaxKeys: 1 }));
+      return (under.KeyCount ?? 0) > 0;
+    },
+    async names(rel = '') {
+      const dir = dirKey(rel);
+      const names = new Set<string>();
+      let token: string | undefined;
+      do {
+        const page = await client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: dir, Delimiter: '/', ContinuationToken: token }),
+        );
+        for (const p of page.CommonPrefixes ?? []) names.add(p.Prefix!.slice(dir.length, -1));
+        // The directory's own marker is not an entry.
+        for (const o of page.Contents ?? []) if (o.Key !== dir) names.add(o.Key!.slice(dir.length));
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return [...names].sort();
+    },
+    mtime: async (rel) => (await head(rel)).LastModified!,
+    remove: async (rel) => void (await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key(rel) }))),
+    async leftovers() {
+      const { Uploads } = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
+      return (Uploads ?? []).map((u) => u.Key!.slice(prefix.length)).sort();
     },
   };
 }

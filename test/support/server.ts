@@ -7,7 +7,8 @@ import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createServer } from '../../src/server/create-server.js';
 import type { FtpServer } from '../../src/server/ftp-server.js';
-import { localTree, s3Tree, type BackendName, type UserTree } from './user-tree.js';
+import { describe } from 'vitest';
+import { localTree, STORAGE_BACKENDS, type BackendName, type UserTree } from './user-tree.js';
 
 export const TEST_USER = 'alice';
 export const TEST_PASSWORD = 'correct horse battery staple';
@@ -46,10 +47,10 @@ let nextPasvBase = 20000 + (process.pid % 100) * 100;
  */
 export async function startServer(env: Record<string, string> = {}, o: StartOptions = {}): Promise<RunningServer> {
   const root = env.FTP_ROOT ?? (await mkdtemp(path.join(os.tmpdir(), 'ftps-root-')));
-  let tree = localTree(root);
+  let tree: UserTree = localTree(root);
   if (o.backend === 's3') {
     // Loaded only here: the AWS SDK is not needed by the local suites.
-    const { s3TestBucket } = await import('./s3.js');
+    const { s3TestBucket, s3Tree } = await import('./s3.js');
     const bucket = await s3TestBucket({ prefix: S3_TEST_PREFIX });
     env = { ...bucket.env, ...env };
     tree = s3Tree(bucket.client, bucket.settings.bucket, env.S3_PREFIX ?? S3_TEST_PREFIX);
@@ -119,4 +120,13 @@ export async function withServer<T>(
   } finally {
     await srv.stop();
   }
+}
+
+/**
+ * The suite `body` once per storage backend (`title [local storage]`, `title [s3 storage]`); it starts its servers
+ * with `startServer(env, { backend })` and checks files through `srv.tree`. Give a beforeAll that starts an s3 server
+ * 600 s: the first one in a run waits for the RGW image to build.
+ */
+export function describeEachBackend(title: string, body: (backend: BackendName) => void): void {
+  for (const { backend, skip } of STORAGE_BACKENDS) describe.skipIf(skip)(`${title} [${backend} storage]`, () => body(backend));
 }
