@@ -15,7 +15,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import type { S3Settings } from '../../src/storage/s3/s3-store.js';
+import type { S3Settings } from '../../src/storage/s3/bucket.js';
 import type { RgwEndpoint } from '../container/shared-rgw.js';
 import { askTestSetup } from '../container/support.js';
 import type { UserTree } from './user-tree.js';
@@ -27,7 +27,7 @@ export const skipS3 = process.env.SKIP_CONTAINER_TESTS === '1';
 export const TEST_PART_SIZE = 5 * 1024 * 1024;
 
 export interface S3TestBucket {
-  /** For `new S3Store(settings)`: this bucket, key prefix `prefix` (default none). */
+  /** For `new Bucket(settings)` (src/storage/s3/bucket.ts): this bucket, key prefix `prefix` (default none). */
   readonly settings: S3Settings;
   /** A client of its own, to arrange and check objects behind the gateway's back. */
   readonly client: S3Client;
@@ -64,8 +64,7 @@ export async function s3TestBucket(o: { prefix?: string } = {}): Promise<S3TestB
       endpoint: e.endpoint,
       region: e.region,
       forcePathStyle: true,
-      accessKeyId: e.accessKeyId,
-      secretAccessKey: e.secretAccessKey,
+      credentials: { accessKeyId: e.accessKeyId, secretAccessKey: e.secretAccessKey },
       partSize: TEST_PART_SIZE,
     },
     client,
