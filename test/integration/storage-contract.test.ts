@@ -263,6 +263,16 @@ describe.each([local, s3])('storage contract: $backend', ({ backend, skip, setUp
         expect(await tree.exists('never.bin')).toBe(false);
       });
 
+      it('abuse: an abort() that comes while a write() is still under way (as when the data connection fails) leaves nothing', async () => {
+        const target = await storage.openWrite(vp('/f.txt'), { mode: 'replace' });
+        // A whole part at once: on S3 this write creates the multipart upload, and abort() comes while it does.
+        const writing = target.write([randomBytes(TEST_PART_SIZE + 1)]);
+        await target.abort();
+        await writing.catch(() => undefined);
+        expect((await tree.read('f.txt')).toString()).toBe('old content');
+        expect(await tree.leftovers()).toEqual([]);
+      });
+
       it('refuses a directory as the target, and a missing parent directory', async () => {
         await expectKind(storage.openWrite(vp('/docs'), { mode: 'replace' }), 'is-a-directory');
         await expectKind(storage.openWrite(vp('/nope/x.txt'), { mode: 'replace' }), 'not-found');
