@@ -25,8 +25,8 @@ const RGW_PORT = 7480;
 export interface RgwEndpoint {
   /** From this machine: the published port. */
   readonly endpoint: string;
-  /** From other containers on Docker's default bridge network (container suites). */
-  readonly bridgeEndpoint: string;
+  /** From other containers on Docker's default bridge network (container suites); absent on an engine without one. */
+  readonly bridgeEndpoint?: string;
   readonly region: string;
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
@@ -45,7 +45,7 @@ export class SharedRgw {
     const rgw = await (this.#started ??= this.#start());
     return {
       endpoint: `http://${rgw.getHost()}:${rgw.getMappedPort(RGW_PORT)}`,
-      bridgeEndpoint: `http://${rgw.getIpAddress('bridge')}:${RGW_PORT}`,
+      ...(rgw.getNetworkNames().includes('bridge') && { bridgeEndpoint: `http://${rgw.getIpAddress('bridge')}:${RGW_PORT}` }),
       region: 'us-east-1',
       accessKeyId: ACCESS_KEY,
       secretAccessKey: SECRET_KEY,
