@@ -29,7 +29,7 @@ const problemsOf = (err: unknown): readonly string[] => (err instanceof ConfigEr
 
 describe('FileUserStore: logging in', () => {
   it('accepts the right password and says why a login failed', async () => {
-    const { store } = await setup(`alice:${hash('a-pass')}:homes/alice:rw\nbob:${await hashPassword('b-pass')}:homes/bob:ro\n`);
+    const { root, store } = await setup(`alice:${hash('a-pass')}:homes/alice:rw\nbob:${await hashPassword('b-pass')}:homes/bob:ro\n`);
     expect(await store.authenticate('alice', 'a-pass', LOCAL)).toMatchObject({
       ok: true,
       account: { name: 'alice', homeDir: path.join(root, 'homes/alice'), writable: true },
