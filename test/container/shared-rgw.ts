@@ -11,9 +11,9 @@ import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainer
 import { TEST_RUN_LABEL, type TestImages } from './images.js';
 
 /**
- * The OSD's capacity, held in RAM (memstore): the container's memory grows with what the suites store and keep.
- * The S3 suites write ~60 MiB of objects in all (the largest an 11 MiB multipart upload), never deleted before the
- * run ends; RGW's own pools and per-object metadata take more. Measured peak of the container: see README.md there.
+ * The OSD's capacity, held in RAM (memstore): the container's memory grows with what the suites store and keep
+ * (buckets are never emptied). A whole run peaked at ~220 MiB of container RAM (test/images/ceph-rgw/README.md);
+ * the margin matters because a full memstore makes RGW writes hang instead of failing.
  */
 export const RGW_MEMSTORE_MB = 768;
 /** Keys of the S3 user the image creates (test data, loopback only). */
