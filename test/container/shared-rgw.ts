@@ -12,7 +12,7 @@ import { TEST_RUN_LABEL, type TestImages } from './images.js';
 
 /**
  * The OSD's capacity, held in RAM (memstore): the container's memory grows with what the suites store and keep
- * (buckets are never emptied). A whole run peaked at ~220 MiB of container RAM (test/images/ceph-rgw/README.md);
+ * (buckets are never emptied). A whole run peaked at ~270 MiB of container RAM (test/images/ceph-rgw/README.md);
  * the margin matters because a full memstore makes RGW writes hang instead of failing.
  */
 export const RGW_MEMSTORE_MB = 768;
