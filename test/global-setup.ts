@@ -4,7 +4,8 @@
  * 2. testcontainers is told what this engine needs (no reaper where its image cannot be had, 127.0.0.1 where the
  *    engine runs on this machine), unless the environment says so already; the worker processes inherit it;
  * 3. the container suites' images are built on first request, once, and removed when the run ends
- *    (test/container/images.ts).
+ *    (test/container/images.ts);
+ * 4. so is the one S3 server (Ceph RGW) every S3 suite makes its buckets on (test/container/shared-rgw.ts).
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { getReaperImage } from 'testcontainers/build/reaper/reaper.js';
 import { IMAGE_SERVICE_ENV, isTestImageName, TEST_RUN_ENV, TestImages } from './container/images.js';
+import { SharedRgw } from './container/shared-rgw.js';
 
 const run = promisify(execFile);
 const SETUP_SCRIPT = fileURLToPath(new URL('../scripts/test-setup.sh', import.meta.url));
@@ -70,18 +72,21 @@ async function configureTestcontainers(): Promise<void> {
   }
 }
 
-/** GET /<name> answers the image's tag once it is built (500 with the reason if the build failed). */
-async function serveImages(images: TestImages): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    const name = decodeURIComponent((req.url ?? '/').slice(1));
-    if (!isTestImageName(name)) {
-      res.writeHead(404).end(`no test image "${name}" in test/container/images.ts`);
-      return;
-    }
-    images.image(name).then(
-      (tag) => res.writeHead(200).end(tag),
+/**
+ * GET /<name> answers the image's tag once it is built; GET /rgw the shared S3 server's endpoint (JSON) once it
+ * serves. 500 with the reason if that failed.
+ */
+async function serveTestResources(images: TestImages, rgw: SharedRgw): Promise<http.Server> {
+  const answer = (res: http.ServerResponse, work: Promise<string>) =>
+    work.then(
+      (body) => res.writeHead(200).end(body),
       (err: Error) => res.writeHead(500).end(err.message),
     );
+  const server = http.createServer((req, res) => {
+    const name = decodeURIComponent((req.url ?? '/').slice(1));
+    if (name === 'rgw') return void answer(res, rgw.endpoint().then((e) => JSON.stringify(e)));
+    if (!isTestImageName(name)) return void res.writeHead(404).end(`no test image "${name}" in test/container/images.ts`);
+    return void answer(res, images.image(name));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
@@ -93,11 +98,16 @@ export default async function setup(): Promise<() => Promise<void>> {
   if (containers) await configureTestcontainers();
   const runId = randomBytes(4).toString('hex');
   const images = new TestImages(runId);
-  const server = await serveImages(images);
+  const rgw = new SharedRgw(images, runId);
+  const server = await serveTestResources(images, rgw);
   process.env[TEST_RUN_ENV] = runId;
   process.env[IMAGE_SERVICE_ENV] = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return async () => {
     server.close();
+    // Before the images: a running container would keep its image from being removed.
+    if (await rgw.stop().catch((err: Error) => void say(`could not remove the shared RGW container: ${err.message}`))) {
+      say('removed the shared RGW container');
+    }
     const removed = await images.removeAll().catch((err: Error & { stderr?: string }) => {
       say(`could not remove this run's images: ${err.stderr?.trim() ?? err.message}`);
       return [];

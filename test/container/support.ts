@@ -17,14 +17,19 @@ export const run = promisify(execFile);
  * `beforeAll(() => testImage('openldap'), 600_000)` here and run it by the tag this resolves with.
  */
 export function testImage(name: TestImageName): Promise<string> {
+  return askTestSetup(name);
+}
+
+/** GET /<resource> from test/global-setup.ts (an image's tag, or `rgw`): the body once it is ready. */
+export function askTestSetup(resource: string): Promise<string> {
   const service = process.env[IMAGE_SERVICE_ENV];
   if (!service) return Promise.reject(new Error(`${IMAGE_SERVICE_ENV} is not set: run the tests through vitest.config.ts (test/global-setup.ts)`));
   return new Promise((resolve, reject) => {
     http
-      .get(`${service}/${name}`, (res) => {
+      .get(`${service}/${resource}`, (res) => {
         let body = '';
         res.setEncoding('utf8').on('data', (c: string) => (body += c));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`test image ${name}: ${body}`))));
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`test ${resource}: ${body}`))));
       })
       .on('error', reject);
   });

@@ -16,7 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { describeEachBackend, startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import type { UserTree } from '../support/user-tree.js';
 
 const execFileAsync = promisify(execFile);
 const LFTP_MISSING = 'lftp is not installed; these tests run the real client: apt-get install lftp';
@@ -90,6 +91,22 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   return result;
 }
 
+/** The same, of a directory on the server, read behind its back. */
+async function snapshotOnServer(tree: UserTree, dir: string): Promise<Record<string, string>> {
+  const result: Record<string, string> = {};
+  for (const name of await tree.names(dir)) {
+    const rel = `${dir}/${name}`;
+    // What cannot be read as a file is a directory (EISDIR on disk, no such key in a bucket).
+    const content = await tree.read(rel).catch(() => undefined);
+    if (content !== undefined) result[name] = sha256(content);
+    else {
+      result[name] = 'dir';
+      for (const [inner, kind] of Object.entries(await snapshotOnServer(tree, rel))) result[`${name}/${inner}`] = kind;
+    }
+  }
+  return result;
+}
+
 type LogEntry = Record<string, unknown>;
 const transfersOf = (srv: RunningServer, remotePath: string): LogEntry[] =>
   srv.logs.filter((l) => l.msg === 'transfer' && l.path === remotePath);
@@ -97,7 +114,6 @@ const verbsOf = (srv: RunningServer, entry: LogEntry): string[] =>
   srv.logs.filter((l) => l.session === entry.session && l.msg === 'command').map((l) => String(l.verb));
 
 beforeAll(async () => {
-  work = await mkdtemp(path.join(os.tmpdir(), 'lftp-client-'));
   lftpHome = await mkdtemp(path.join(os.tmpdir(), 'lftp-home-'));
   try {
     await execFileAsync('lftp', ['--version'], { timeout: 10_000 });
@@ -105,138 +121,143 @@ beforeAll(async () => {
     throw new Error((err as { code?: unknown }).code === 'ENOENT' ? LFTP_MISSING : 'lftp --version failed', { cause: err });
   }
 });
-afterAll(async () => {
-  await rm(work, { recursive: true, force: true });
-  await rm(lftpHome, { recursive: true, force: true });
-});
+afterAll(() => rm(lftpHome, { recursive: true, force: true }));
 
-describe('lftp, explicit FTPS (ftp:ssl-force, PROT P)', () => {
-  let srv: RunningServer;
+describeEachBackend('lftp', (backend) => {
+  // A client directory per backend: lftp would not overwrite what the other backend's run got (xfer:clobber).
   beforeAll(async () => {
-    srv = await startServer();
+    work = await mkdtemp(path.join(os.tmpdir(), `lftp-client-${backend}-`));
   });
-  afterAll(() => srv.stop());
+  afterAll(() => rm(work, { recursive: true, force: true }));
 
-  it.each([
-    { tls: 'TLSv1.3', settings: [] },
-    { tls: 'TLSv1.2', settings: ['set ssl:priority "NORMAL:-VERS-TLS1.3"'] },
-  ])('puts, lists and gets a file over $tls, data connections resuming the control session', async ({ tls, settings }) => {
-    const name = `put-${tls}.bin`;
-    const content = randomBytes(300_000);
-    await writeFile(path.join(work, name), content);
+  describe('lftp, explicit FTPS (ftp:ssl-force, PROT P)', () => {
+    let srv: RunningServer;
+    beforeAll(async () => {
+      srv = await startServer({}, { backend });
+    }, 600_000);
+    afterAll(() => srv.stop());
 
-    const r = await lftp(srv, [`put ${name} -o remote-${name}`, 'ls', `get remote-${name} -o back-${name}`], { settings });
+    it.each([
+      { tls: 'TLSv1.3', settings: [] },
+      { tls: 'TLSv1.2', settings: ['set ssl:priority "NORMAL:-VERS-TLS1.3"'] },
+    ])('puts, lists and gets a file over $tls, data connections resuming the control session', async ({ tls, settings }) => {
+      const name = `put-${tls}.bin`;
+      const content = randomBytes(300_000);
+      await writeFile(path.join(work, name), content);
 
-    expect(r.exitCode, r.stderr).toBe(0);
-    expect((await readFile(path.join(srv.root, `remote-${name}`))).equals(content)).toBe(true);
-    expect(sha256(await readFile(path.join(work, `back-${name}`)))).toBe(sha256(content));
-    const listed = r.stdout.split('\n').find((l) => l.endsWith(` remote-${name}`));
-    expect(listed).toMatch(/^-\S+\s.*\s300000 /);
-    const transfers = transfersOf(srv, `/remote-${name}`);
-    expect(transfers.map((t) => [t.direction, t.result, t.protection, t.tls])).toEqual([
-      ['upload', 'ok', 'tls', tls],
-      ['download', 'ok', 'tls', tls],
-    ]);
-  });
+      const r = await lftp(srv, [`put ${name} -o remote-${name}`, 'ls', `get remote-${name} -o back-${name}`], { settings });
 
-  it.each([
-    { mode: 'EPSV', settings: ['set ftp:prefer-epsv yes'], expected: ['EPSV'] },
-    { mode: 'active', settings: ['set ftp:passive-mode no'], expected: ['PORT', 'EPRT'] },
-  ])('gets a file over $mode data connections', async ({ mode, settings, expected }) => {
-    const name = `mode-${mode}.bin`;
-    const content = randomBytes(200_000);
-    await writeFile(path.join(srv.root, name), content);
-
-    const r = await lftp(srv, [`get ${name} -o got-${name}`], { settings });
-
-    expect(r.exitCode, r.stderr).toBe(0);
-    expect(sha256(await readFile(path.join(work, `got-${name}`)))).toBe(sha256(content));
-    const [transfer] = transfersOf(srv, `/${name}`);
-    expect(transfer).toMatchObject({ result: 'ok', protection: 'tls' });
-    const dataVerbs = verbsOf(srv, transfer!).filter((v) => ['PASV', 'EPSV', 'PORT', 'EPRT'].includes(v));
-    expect(dataVerbs.length).toBeGreaterThan(0);
-    expect(dataVerbs.every((v) => expected.includes(v))).toBe(true);
-  });
-
-  it('mirrors a tree up (mirror -R) and back down, three connections in parallel; contents identical', async () => {
-    const tree = path.join(work, 'tree');
-    await mkdir(path.join(tree, 'data', 'deeper'), { recursive: true });
-    await mkdir(path.join(tree, 'with space'));
-    await writeFile(path.join(tree, 'readme.txt'), 'mirror me\n');
-    await writeFile(path.join(tree, 'empty.txt'), '');
-    await writeFile(path.join(tree, 'data', 'blob.bin'), randomBytes(200_000));
-    await writeFile(path.join(tree, 'data', 'deeper', 'more.bin'), randomBytes(50_000));
-    await writeFile(path.join(tree, 'with space', 'name with space.txt'), 'spaces\n');
-    const original = await snapshot(tree);
-
-    const up = await lftp(srv, ['mirror --reverse --parallel=3 tree mirrored']);
-    expect(up.exitCode, up.stderr).toBe(0);
-    expect(await snapshot(path.join(srv.root, 'mirrored'))).toEqual(original);
-
-    const down = await lftp(srv, ['mirror --parallel=3 mirrored tree-back']);
-    expect(down.exitCode, down.stderr).toBe(0);
-    expect(await snapshot(path.join(work, 'tree-back'))).toEqual(original);
-
-    const transfers = srv.logs.filter((l) => l.msg === 'transfer' && String(l.path).startsWith('/mirrored/'));
-    expect(transfers.length).toBeGreaterThanOrEqual(2 * 5);
-    expect(transfers.every((t) => t.result === 'ok' && t.protection === 'tls')).toBe(true);
-    // --parallel=3 opened more than one control connection, each resuming its own TLS session.
-    expect(new Set(transfers.map((t) => t.session)).size).toBeGreaterThan(1);
-  });
-
-  it('mkdir, mv, rm and rmdir; rmdir of a non-empty directory fails and leaves it', async () => {
-    await writeFile(path.join(work, 'note.txt'), 'a note\n');
-
-    const made = await lftp(srv, ['mkdir -p box/inner', 'put note.txt -o box/inner/note.txt', 'mv box/inner/note.txt box/moved.txt']);
-    expect(made.exitCode, made.stderr).toBe(0);
-    expect(await exists(path.join(srv.root, 'box', 'inner', 'note.txt'))).toBe(false);
-    expect(await readFile(path.join(srv.root, 'box', 'moved.txt'), 'utf8')).toBe('a note\n');
-
-    const refused = await lftp(srv, ['rmdir box']);
-    expect(refused.exitCode).toBe(1);
-    expect(refused.stderr).toMatch(/550/);
-    expect(await exists(path.join(srv.root, 'box', 'moved.txt'))).toBe(true);
-
-    const cleaned = await lftp(srv, ['rm box/moved.txt', 'rmdir box/inner', 'rmdir box']);
-    expect(cleaned.exitCode, cleaned.stderr).toBe(0);
-    expect(await exists(path.join(srv.root, 'box'))).toBe(false);
-  });
-
-  it('with ftp:ssl-copy-sid off, lftp does not resume the session and the server refuses the data connection (522)', async () => {
-    await writeFile(path.join(srv.root, 'guarded.txt'), 'only for the session owner');
-
-    const r = await lftp(srv, ['get guarded.txt -o guarded-copy.txt'], { settings: ['set ftp:ssl-copy-sid no'] });
-
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/522 TLS session of data connection must resume/);
-    expect(await exists(path.join(work, 'guarded-copy.txt'))).toBe(false);
-    expect(transfersOf(srv, '/guarded.txt')).toMatchObject([{ result: 'failed', bytes: 0 }]);
-  });
-});
-
-describe('lftp, implicit FTPS (ftps://)', () => {
-  let srv: RunningServer;
-  beforeAll(async () => {
-    srv = await startServer({ FTPS_IMPLICIT_SSL: 'true' });
-  });
-  afterAll(() => srv.stop());
-
-  it('puts, lists and gets a file', async () => {
-    const content = randomBytes(250_000);
-    await writeFile(path.join(work, 'implicit.bin'), content);
-
-    const r = await lftp(srv, ['put implicit.bin -o on-server.bin', 'ls', 'get on-server.bin -o implicit-back.bin'], {
-      implicit: true,
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect((await srv.tree.read(`remote-${name}`)).equals(content)).toBe(true);
+      expect(sha256(await readFile(path.join(work, `back-${name}`)))).toBe(sha256(content));
+      const listed = r.stdout.split('\n').find((l) => l.endsWith(` remote-${name}`));
+      expect(listed).toMatch(/^-\S+\s.*\s300000 /);
+      const transfers = transfersOf(srv, `/remote-${name}`);
+      expect(transfers.map((t) => [t.direction, t.result, t.protection, t.tls])).toEqual([
+        ['upload', 'ok', 'tls', tls],
+        ['download', 'ok', 'tls', tls],
+      ]);
     });
 
-    expect(r.exitCode, r.stderr).toBe(0);
-    expect((await readFile(path.join(srv.root, 'on-server.bin'))).equals(content)).toBe(true);
-    expect(sha256(await readFile(path.join(work, 'implicit-back.bin')))).toBe(sha256(content));
-    expect(r.stdout).toMatch(/\s250000 .*on-server\.bin\n/);
-    const transfers = transfersOf(srv, '/on-server.bin');
-    expect(transfers.map((t) => [t.direction, t.result, t.protection])).toEqual([
-      ['upload', 'ok', 'tls'],
-      ['download', 'ok', 'tls'],
-    ]);
+    it.each([
+      { mode: 'EPSV', settings: ['set ftp:prefer-epsv yes'], expected: ['EPSV'] },
+      { mode: 'active', settings: ['set ftp:passive-mode no'], expected: ['PORT', 'EPRT'] },
+    ])('gets a file over $mode data connections', async ({ mode, settings, expected }) => {
+      const name = `mode-${mode}.bin`;
+      const content = randomBytes(200_000);
+      await srv.tree.put(name, content);
+
+      const r = await lftp(srv, [`get ${name} -o got-${name}`], { settings });
+
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(sha256(await readFile(path.join(work, `got-${name}`)))).toBe(sha256(content));
+      const [transfer] = transfersOf(srv, `/${name}`);
+      expect(transfer).toMatchObject({ result: 'ok', protection: 'tls' });
+      const dataVerbs = verbsOf(srv, transfer!).filter((v) => ['PASV', 'EPSV', 'PORT', 'EPRT'].includes(v));
+      expect(dataVerbs.length).toBeGreaterThan(0);
+      expect(dataVerbs.every((v) => expected.includes(v))).toBe(true);
+    });
+
+    it('mirrors a tree up (mirror -R) and back down, three connections in parallel; contents identical', async () => {
+      const tree = path.join(work, 'tree');
+      await mkdir(path.join(tree, 'data', 'deeper'), { recursive: true });
+      await mkdir(path.join(tree, 'with space'));
+      await writeFile(path.join(tree, 'readme.txt'), 'mirror me\n');
+      await writeFile(path.join(tree, 'empty.txt'), '');
+      await writeFile(path.join(tree, 'data', 'blob.bin'), randomBytes(200_000));
+      await writeFile(path.join(tree, 'data', 'deeper', 'more.bin'), randomBytes(50_000));
+      await writeFile(path.join(tree, 'with space', 'name with space.txt'), 'spaces\n');
+      const original = await snapshot(tree);
+
+      const up = await lftp(srv, ['mirror --reverse --parallel=3 tree mirrored']);
+      expect(up.exitCode, up.stderr).toBe(0);
+      expect(await snapshotOnServer(srv.tree, 'mirrored')).toEqual(original);
+
+      const down = await lftp(srv, ['mirror --parallel=3 mirrored tree-back']);
+      expect(down.exitCode, down.stderr).toBe(0);
+      expect(await snapshot(path.join(work, 'tree-back'))).toEqual(original);
+
+      const transfers = srv.logs.filter((l) => l.msg === 'transfer' && String(l.path).startsWith('/mirrored/'));
+      expect(transfers.length).toBeGreaterThanOrEqual(2 * 5);
+      expect(transfers.every((t) => t.result === 'ok' && t.protection === 'tls')).toBe(true);
+      // --parallel=3 opened more than one control connection, each resuming its own TLS session.
+      expect(new Set(transfers.map((t) => t.session)).size).toBeGreaterThan(1);
+    });
+
+    it('mkdir, mv, rm and rmdir; rmdir of a non-empty directory fails and leaves it', async () => {
+      await writeFile(path.join(work, 'note.txt'), 'a note\n');
+
+      const made = await lftp(srv, ['mkdir -p box/inner', 'put note.txt -o box/inner/note.txt', 'mv box/inner/note.txt box/moved.txt']);
+      expect(made.exitCode, made.stderr).toBe(0);
+      expect(await srv.tree.exists('box/inner/note.txt')).toBe(false);
+      expect((await srv.tree.read('box/moved.txt')).toString()).toBe('a note\n');
+
+      const refused = await lftp(srv, ['rmdir box']);
+      expect(refused.exitCode).toBe(1);
+      expect(refused.stderr).toMatch(/550/);
+      expect(await srv.tree.exists('box/moved.txt')).toBe(true);
+
+      const cleaned = await lftp(srv, ['rm box/moved.txt', 'rmdir box/inner', 'rmdir box']);
+      expect(cleaned.exitCode, cleaned.stderr).toBe(0);
+      expect(await srv.tree.exists('box')).toBe(false);
+    });
+
+    it('with ftp:ssl-copy-sid off, lftp does not resume the session and the server refuses the data connection (522)', async () => {
+      await srv.tree.put('guarded.txt', 'only for the session owner');
+
+      const r = await lftp(srv, ['get guarded.txt -o guarded-copy.txt'], { settings: ['set ftp:ssl-copy-sid no'] });
+
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/522 TLS session of data connection must resume/);
+      expect(await exists(path.join(work, 'guarded-copy.txt'))).toBe(false);
+      expect(transfersOf(srv, '/guarded.txt')).toMatchObject([{ result: 'failed', bytes: 0 }]);
+    });
+  });
+
+  describe('lftp, implicit FTPS (ftps://)', () => {
+    let srv: RunningServer;
+    beforeAll(async () => {
+      srv = await startServer({ FTPS_IMPLICIT_SSL: 'true' }, { backend });
+    }, 600_000);
+    afterAll(() => srv.stop());
+
+    it('puts, lists and gets a file', async () => {
+      const content = randomBytes(250_000);
+      await writeFile(path.join(work, 'implicit.bin'), content);
+
+      const r = await lftp(srv, ['put implicit.bin -o on-server.bin', 'ls', 'get on-server.bin -o implicit-back.bin'], {
+        implicit: true,
+      });
+
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect((await srv.tree.read('on-server.bin')).equals(content)).toBe(true);
+      expect(sha256(await readFile(path.join(work, 'implicit-back.bin')))).toBe(sha256(content));
+      expect(r.stdout).toMatch(/\s250000 .*on-server\.bin\n/);
+      const transfers = transfersOf(srv, '/on-server.bin');
+      expect(transfers.map((t) => [t.direction, t.result, t.protection])).toEqual([
+        ['upload', 'ok', 'tls'],
+        ['download', 'ok', 'tls'],
+      ]);
+    });
   });
 });

@@ -7,19 +7,34 @@ import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createServer } from '../../src/server/create-server.js';
 import type { FtpServer } from '../../src/server/ftp-server.js';
+import { describe } from 'vitest';
+import { localTree, STORAGE_BACKENDS, type BackendName, type UserTree } from './user-tree.js';
 
 export const TEST_USER = 'alice';
 export const TEST_PASSWORD = 'correct horse battery staple';
 
 export interface RunningServer {
   readonly port: number;
+  /** FTP_ROOT: with the S3 backend it holds no files (they are in `tree`). */
   readonly root: string;
+  /** The FTP_USER's files, behind the server's back: FTP_ROOT on disk, or the bucket under S3_PREFIX. */
+  readonly tree: UserTree;
   readonly config: Config;
   readonly server: FtpServer;
   /** Every log line the server wrote, parsed. */
   readonly logs: Array<Record<string, unknown>>;
   stop(): Promise<void>;
 }
+
+export interface StartOptions {
+  /** Passive ports of this server (at most 20). */
+  readonly pasvPorts?: number;
+  /** `s3`: a fresh bucket on the run's RGW (test/support/s3.ts), under a key prefix; `env` may override its S3_*. */
+  readonly backend?: BackendName;
+}
+
+/** The S3 suites' key prefix of FTP_ROOT: keys outside it must stay untouched. */
+const S3_TEST_PREFIX = 'gateway/';
 
 // Below Linux's ephemeral port range (32768+), so outgoing connections never occupy a passive port.
 let nextPasvBase = 20000 + (process.pid % 100) * 100;
@@ -30,8 +45,16 @@ let nextPasvBase = 20000 + (process.pid % 100) * 100;
  * passes its own temporary FTP_ROOT, which stop() removes like a fresh one. Each server gets its own passive
  * range (20 ports, or the first `pasvPorts` of them) so test files running in parallel do not compete for ports.
  */
-export async function startServer(env: Record<string, string> = {}, o: { pasvPorts?: number } = {}): Promise<RunningServer> {
+export async function startServer(env: Record<string, string> = {}, o: StartOptions = {}): Promise<RunningServer> {
   const root = env.FTP_ROOT ?? (await mkdtemp(path.join(os.tmpdir(), 'ftps-root-')));
+  let tree: UserTree = localTree(root);
+  if (o.backend === 's3') {
+    // Loaded only here: the AWS SDK is not needed by the local suites.
+    const { s3TestBucket, s3Tree } = await import('./s3.js');
+    const bucket = await s3TestBucket({ prefix: S3_TEST_PREFIX });
+    env = { ...bucket.env, ...env };
+    tree = s3Tree(bucket.client, bucket.settings.bucket, env.S3_PREFIX ?? S3_TEST_PREFIX);
+  }
   const certDir = await mkdtemp(path.join(os.tmpdir(), 'ftps-nocert-'));
   const pasvMin = nextPasvBase;
   nextPasvBase += 20;
@@ -73,6 +96,7 @@ export async function startServer(env: Record<string, string> = {}, o: { pasvPor
   return {
     port,
     root,
+    tree,
     config,
     server,
     logs,
@@ -88,7 +112,7 @@ export async function startServer(env: Record<string, string> = {}, o: { pasvPor
 export async function withServer<T>(
   env: Record<string, string>,
   use: (srv: RunningServer) => Promise<T>,
-  o: { pasvPorts?: number } = {},
+  o: StartOptions = {},
 ): Promise<T> {
   const srv = await startServer(env, o);
   try {
@@ -96,4 +120,13 @@ export async function withServer<T>(
   } finally {
     await srv.stop();
   }
+}
+
+/**
+ * The suite `body` once per storage backend (`title [local storage]`, `title [s3 storage]`); it starts its servers
+ * with `startServer(env, { backend })` and checks files through `srv.tree`. Give a beforeAll that starts an s3 server
+ * 600 s: the first one in a run waits for the RGW image to build.
+ */
+export function describeEachBackend(title: string, body: (backend: BackendName) => void): void {
+  for (const { backend, skip } of STORAGE_BACKENDS) describe.skipIf(skip)(`${title} [${backend} storage]`, () => body(backend));
 }

@@ -28,6 +28,8 @@ const KINDS_BY_NAME: ReadonlyMap<string, StorageErrorKind> = new Map([
   ['EntityTooLarge', 'quota'],
   ['QuotaExceeded', 'quota'],
   ['KeyTooLongError', 'invalid-name'],
+  // Ceph RGW's answer to a key over 1,024 bytes (AWS says KeyTooLongError).
+  ['InvalidObjectName', 'invalid-name'],
   ['InvalidRange', 'invalid-offset'],
 ]);
 

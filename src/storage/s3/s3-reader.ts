@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { FileReader } from '../storage.js';
+import { StorageError, type FileReader } from '../storage.js';
 import type { Bucket, ObjectInfo } from './bucket.js';
 import { s3StorageError } from './s3-errors.js';
 
@@ -15,6 +15,7 @@ export class S3FileReader implements FileReader {
   /** The position of the next byte the stream yields (the first of #rest when there is one). */
   #position = 0;
   #rest: Buffer | undefined;
+  #closed = false;
 
   constructor(
     private readonly bucket: Bucket,
@@ -23,6 +24,8 @@ export class S3FileReader implements FileReader {
   ) {}
 
   async read(buffer: Buffer, position: number): Promise<number> {
+    // A read after close() would open a GET that nothing closes any more.
+    if (this.#closed) throw new StorageError('io', 'Reader closed');
     if (position >= this.info.size || buffer.length === 0) return 0;
     if (this.#body === undefined || position !== this.#position) await this.#open(position);
     let filled = 0;
@@ -42,6 +45,7 @@ export class S3FileReader implements FileReader {
   }
 
   close(): Promise<void> {
+    this.#closed = true;
     this.#stop();
     return Promise.resolve();
   }

@@ -10,6 +10,8 @@ const FILE_MODE = 0o644;
 const DIR_MODE = 0o755;
 /** Keys per ListObjectsV2 page of a listing: S3's maximum, so a listing costs as few requests as it can. */
 const LIST_PAGE = 1000;
+/** S3's limit on a key (UTF-8 bytes), home prefix included; a directory's marker takes one byte more. */
+const MAX_KEY_BYTES = 1024;
 
 type Entry = { type: 'file'; info: ObjectInfo } | { type: 'dir'; mtime: Date } | undefined;
 
@@ -30,7 +32,8 @@ export class S3Storage implements StorageBackend {
   async stat(p: VirtualPath): Promise<FileStat> {
     const entry = await this.#entry(p);
     if (entry === undefined) throw new StorageError('not-found');
-    return this.#toStat(baseName(p), entry);
+    // The root is named '/' as on the local disk (MLST / shows it).
+    return this.#toStat(p === ROOT ? '/' : baseName(p), entry);
   }
 
   async list(p: VirtualPath): Promise<DirectoryListing> {
@@ -47,9 +50,12 @@ export class S3Storage implements StorageBackend {
     async function* entries(): AsyncGenerator<FileStat> {
       let page = first;
       for (;;) {
+        // A key `a` and keys under `a/` (written by other tools) make one name: the file, as stat() sees it. Such
+        // keys are adjacent in key order, so they share a page unless the file is the last key of one.
+        const files = new Set((page.Contents ?? []).map((object) => object.Key?.slice(prefix.length)));
         for (const common of page.CommonPrefixes ?? []) {
           const name = common.Prefix?.slice(prefix.length, -1);
-          if (name !== undefined && isNameable(name)) yield { name, type: 'dir', size: 0, mtime: listedAt, mode: DIR_MODE };
+          if (name !== undefined && isNameable(name) && !files.has(name)) yield { name, type: 'dir', size: 0, mtime: listedAt, mode: DIR_MODE };
         }
         for (const object of page.Contents ?? []) {
           const name = object.Key?.slice(prefix.length);
@@ -154,7 +160,10 @@ export class S3Storage implements StorageBackend {
   }
 
   #key(p: VirtualPath): string {
-    return this.home + componentsOf(p).join('/');
+    const key = this.home + componentsOf(p).join('/');
+    // Refused before any request: RGW answers a HEAD of a longer key with a bare 400, which would read as an I/O error.
+    if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new StorageError('invalid-name');
+    return key;
   }
 
   #dirPrefix(p: VirtualPath): string {

@@ -28,6 +28,8 @@ export class S3Upload implements UploadTarget {
   #filled = 0;
   #nextPart = 1;
   #uploadId: string | undefined;
+  /** The CreateMultipartUpload under way or done: abort() may come while a write() waits for it. */
+  #creating: Promise<string> | undefined;
   readonly #parts: CompletedPart[] = [];
   readonly #inFlight = new Set<Promise<void>>();
   readonly #abort = new AbortController();
@@ -121,9 +123,9 @@ export class S3Upload implements UploadTarget {
     this.#part = bigger;
   }
 
-  async #multipartUploadId(): Promise<string> {
-    this.#uploadId ??= await this.bucket.createMultipart(this.key);
-    return this.#uploadId;
+  #multipartUploadId(): Promise<string> {
+    this.#creating ??= this.bucket.createMultipart(this.key).then((id) => (this.#uploadId = id));
+    return this.#creating;
   }
 
   /** Sends the filled part in the background; waits while PARTS_IN_FLIGHT are on their way. */
@@ -154,7 +156,10 @@ export class S3Upload implements UploadTarget {
     this.#abort.abort();
     await Promise.all(this.#inFlight);
     await this.#prepared?.catch(() => undefined);
-    if (this.#uploadId !== undefined) await this.bucket.abortMultipart(this.key, this.#uploadId).catch(() => undefined);
+    // A session aborts as soon as the data connection fails, while a write() may still be creating the multipart
+    // upload: its id, once there, is aborted too (the write's part then fails on the aborted signal, never sent).
+    const uploadId = await this.#creating?.catch(() => undefined);
+    if (uploadId !== undefined) await this.bucket.abortMultipart(this.key, uploadId).catch(() => undefined);
   }
 
   #release(): void {
