@@ -67,7 +67,8 @@ export async function createUserStore(config: Config, log: Logger, generated: Ge
     sources.push(store);
   }
   if (auth.anonymous) {
-    await mkdir(auth.anonymousRoot, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+    // Object storage has no directories to make.
+    if (storage.s3 === undefined) await mkdir(auth.anonymousRoot, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
       throw new ConfigError([`FTP_ANONYMOUS_ROOT: cannot create ${auth.anonymousRoot} (${err.code ?? 'error'})`]);
     });
     sources.push(new AnonymousUserStore(auth.anonymousRoot));

@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../config/config.js';
 import type { Logger } from '../observability/logger.js';
@@ -95,7 +95,6 @@ export class FileUserStore implements UserStore {
     if (user.allowedFrom && !isListed(user.allowedFrom, peer.address)) return fail('address-not-allowed');
     if (!matches) return fail('wrong-password');
     if (user.disabled) return fail('account-disabled');
-    await mkdir(user.account.homeDir, { recursive: true });
     return { ok: true, account: user.account };
   }
 

@@ -1,5 +1,4 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import type net from 'node:net';
 import { z } from 'zod';
 import type { Config } from '../config/config.js';
@@ -77,7 +76,6 @@ export class HookUserStore implements UserStore {
       this.remember(key, entry);
     }
     if (entry.allowedFrom && !isListed(entry.allowedFrom, peer.address)) return { ok: false, reason: 'address-not-allowed' };
-    await mkdir(entry.account.homeDir, { recursive: true });
     return { ok: true, account: entry.account };
   }
 

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type tls from 'node:tls';
 import { Client, Filter, InvalidCredentialsError, SizeLimitExceededError, type Entry } from 'ldapts';
@@ -118,7 +118,6 @@ export class LdapUserStore implements UserStore {
     const spelled = nameAttribute === undefined ? [] : valuesOf(entry, nameAttribute);
     const canonical = spelled.find((v) => v.toLowerCase() === name.toLowerCase()) ?? name;
     const homeDir = this.homeOf(entry, canonical);
-    await mkdir(homeDir, { recursive: true });
     return { ok: true, account: { name: canonical, homeDir, writable } };
   }
 

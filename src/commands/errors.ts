@@ -16,6 +16,9 @@ const STORAGE_REPLIES: Record<StorageErrorKind, Reply> = {
   'invalid-name': reply(Code.FileNameNotAllowed, 'File name not allowed'),
   'outside-root': reply(Code.FileUnavailable, 'Permission denied'),
   'invalid-offset': reply(Code.InvalidRestart, 'Restart offset is beyond the end of the file'),
+  // Object storage: what S3 cannot do (directory rename, MFMT) is a refusal, not a failure.
+  unsupported: reply(Code.FileUnavailable, 'Not supported by the object storage'),
+  unavailable: reply(Code.LocalError, 'Storage temporarily unavailable, try again later'),
   io: reply(Code.LocalError, 'Local error in processing'),
 };
 
@@ -23,7 +26,7 @@ const STORAGE_REPLIES: Record<StorageErrorKind, Reply> = {
 export function errorToReply(err: unknown, log: Logger): { reply: Reply; close: boolean } {
   if (err instanceof FtpError) return { reply: err.reply, close: err.closeSession };
   if (err instanceof StorageError) {
-    if (err.kind === 'io' || err.kind === 'outside-root') log.warn({ err }, 'storage refused an operation');
+    if (err.kind === 'io' || err.kind === 'outside-root' || err.kind === 'unavailable') log.warn({ err }, 'storage refused an operation');
     return { reply: STORAGE_REPLIES[err.kind], close: false };
   }
   log.error({ err }, 'command failed unexpectedly');

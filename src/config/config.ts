@@ -51,6 +51,19 @@ export function toConfig(v: Values, isSet: (name: VariableName) => boolean) {
       fsync: v.UPLOAD_FSYNC,
       maxUploadBytes: v.MAX_UPLOAD_BYTES,
       stateDir: v.STATE_DIR,
+      s3: v.STORAGE_BACKEND !== 's3' ? undefined : {
+        // The schema requires it with STORAGE_BACKEND=s3.
+        bucket: v.S3_BUCKET ?? '',
+        prefix: v.S3_PREFIX,
+        endpoint: v.S3_ENDPOINT,
+        region: v.S3_REGION,
+        forcePathStyle: v.S3_FORCE_PATH_STYLE,
+        credentials: v.S3_ACCESS_KEY_ID === undefined || v.S3_SECRET_ACCESS_KEY === undefined
+          ? undefined
+          : { accessKeyId: v.S3_ACCESS_KEY_ID, secretAccessKey: v.S3_SECRET_ACCESS_KEY },
+        caPath: v.S3_CA_PATH,
+        partSize: v.S3_PART_SIZE,
+      },
     },
     auth: {
       user: v.FTP_USER,

@@ -95,6 +95,12 @@ const ldapNeeds = rule(['LDAP_URL', 'LDAP_USER_BASE', 'LDAP_RW_GROUP', 'LDAP_RO_
   }
 });
 
+const s3Needs = rule(['STORAGE_BACKEND', 'S3_BUCKET'], (vars, ctx) => {
+  if (vars.STORAGE_BACKEND === 's3' && vars.S3_BUCKET === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'required when STORAGE_BACKEND is s3' });
+  }
+});
+
 /** The variables checked one by one and across; unset entries dropped first. */
 const checked = z.preprocess(
   withoutUnset,
@@ -103,7 +109,9 @@ const checked = z.preprocess(
     bothOrNeither('FTP_USER', 'FTP_PASSWORD'),
     bothOrNeither('LDAP_BIND_DN', 'LDAP_BIND_PASSWORD'),
     bothOrNeither('EVENT_WEBHOOK_URL', 'EVENT_WEBHOOK_SECRET'),
+    bothOrNeither('S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'),
     ldapNeeds,
+    s3Needs,
     pasvRange,
     tlsVersions,
     clientAuthNeedsCa,

@@ -80,6 +80,14 @@ export function urlOf(protocols: readonly string[]): ValueType<string> {
   return valueType(expected, (raw) => (URL.canParse(raw) && protocols.includes(new URL(raw).protocol) ? raw : undefined), asIs);
 }
 
+/** An S3 key prefix: empty, or relative components ending in `/` (one added when missing), no `.`/`..`/empty component. */
+export const s3Prefix = valueType('a key prefix such as ftp/ (no leading /, no . or .. components)', (raw) => {
+  if (raw === '') return raw;
+  const prefix = raw.endsWith('/') ? raw : `${raw}/`;
+  const parts = prefix.slice(0, -1).split('/');
+  return parts.every((p) => p !== '' && p !== '.' && p !== '..') && !/[\r\n]/.test(prefix) ? prefix : undefined;
+}, asIs);
+
 /** An LDAP search filter in parentheses with the placeholder `{user}`. */
 export const userFilter = valueType('an LDAP filter in parentheses containing {user}, e.g. (uid={user})', (raw) =>
   raw.startsWith('(') && raw.endsWith(')') && raw.includes('{user}') ? raw : undefined, asIs);

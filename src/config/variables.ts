@@ -3,7 +3,7 @@ import path from 'node:path';
 import { EVENT_TYPES } from '../events/event.js';
 import {
   absolutePath, addressList, bool, count, integer, ipAddress, ipOrHost, listOf, MAX_SECONDS, oneLine, oneOf, pasvOverrides, port,
-  seconds, text, urlOf, userFilter, type ValueType,
+  s3Prefix, seconds, text, urlOf, userFilter, type ValueType,
 } from './value-types.js';
 
 /**
@@ -179,6 +179,37 @@ const storageAndUsers = {
   MAX_UPLOAD_BYTES: variable(count, {
     shown: 'unlimited',
     doc: 'the largest file an upload may make, in bytes: beyond it 552, and the previous content stays',
+  }),
+  STORAGE_BACKEND: variable(oneOf(['local', 's3']), {
+    default: 'local',
+    doc: '`local`: files under `FTP_ROOT` (a volume); `s3`: objects in `S3_BUCKET`, homes as key prefixes, nothing on local disk',
+  }),
+  S3_BUCKET: variable(text, { doc: 'the bucket (required with `STORAGE_BACKEND=s3`)' }),
+  S3_PREFIX: variable(s3Prefix, {
+    default: '',
+    doc: 'key prefix that stands for `FTP_ROOT` (e.g. `ftp/`); a home `FTP_ROOT/alice` is the prefix `ftp/alice/`',
+  }),
+  S3_ENDPOINT: variable(urlOf(['http:', 'https:']), {
+    shown: 'AWS',
+    doc: 'URL of any S3-compatible service (Ceph RGW, MinIO, R2, Wasabi)',
+  }),
+  S3_REGION: variable(oneLine, { default: 'us-east-1', doc: 'the region requests are signed for' }),
+  S3_FORCE_PATH_STYLE: variable(bool, {
+    default: false,
+    doc: 'address the bucket as `endpoint/bucket` rather than `bucket.endpoint` (usual for RGW and MinIO)',
+  }),
+  S3_ACCESS_KEY_ID: variable(oneLine, {
+    shown: "the SDK's chain",
+    doc:
+      'static keys (best as `_FILE` secrets); set both or neither: unset, the AWS SDK finds credentials itself ' +
+      '(web identity in EKS, instance roles, `AWS_*` variables)',
+  }),
+  S3_SECRET_ACCESS_KEY: variable(oneLine, { secret: true, documentedWith: 'S3_ACCESS_KEY_ID' }),
+  S3_CA_PATH: variable(absolutePath, { doc: "PEM bundle of a private CA that signed the S3 endpoint's certificate" }),
+  S3_PART_SIZE: variable(integer(5 * 1024 * 1024, 5 * 1024 * 1024 * 1024, 'bytes, from 5 MiB (5242880) to 5 GiB'), {
+    default: 8 * 1024 * 1024,
+    shown: '8388608 (8 MiB)',
+    doc: 'bytes per part of a multipart upload; an upload holds at most 5 parts in memory',
   }),
   FTP_USER: variable(text, { shown: '`ftp`', doc: 'one account with home `FTP_ROOT`; set both or neither' }),
   FTP_PASSWORD: variable(text, { shown: 'random', secret: true, documentedWith: 'FTP_USER' }),

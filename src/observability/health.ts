@@ -1,7 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { unlink, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-
 /** A /readyz burst (several probes, a load balancer) costs one write per second at most. */
 const STORAGE_PROBE_CACHE_MS = 1_000;
 /** A hung volume (NFS) must not hang /readyz: the answer is "not ready" while the probe waits. */
@@ -12,8 +8,8 @@ export interface ReadinessSources {
   readonly accepting: () => boolean;
   /** The certificates new handshakes use. */
   readonly certificates: () => { readonly control: { readonly validTo: Date }; readonly data: { readonly validTo: Date } };
-  /** FTP_ROOT */
-  readonly storageRoot: string;
+  /** Why the storage cannot take a file now, undefined when it can (StorageProvider.probe). */
+  readonly storage: () => Promise<string | undefined>;
 }
 
 /** What /readyz answers: the reasons the server cannot serve a client now, none when it can. */
@@ -21,7 +17,7 @@ export class Readiness {
   readonly #storage: StorageProbe;
 
   constructor(private readonly sources: ReadinessSources) {
-    this.#storage = new StorageProbe(sources.storageRoot);
+    this.#storage = new StorageProbe(sources.storage);
   }
 
   async problems(): Promise<string[]> {
@@ -38,43 +34,29 @@ export class Readiness {
   }
 }
 
-/**
- * Creates and removes a hidden file in the storage root: access(W_OK) would say yes to root on a read-only
- * mount or a full disk's directory. The name is random so that replicas sharing the volume never collide.
- */
+/** The storage's own probe, cached briefly and bounded in time. */
 class StorageProbe {
   #last: { readonly at: number; readonly problem: string | undefined } | undefined;
   #running: Promise<string | undefined> | undefined;
 
-  constructor(private readonly root: string) {}
+  constructor(private readonly probe: () => Promise<string | undefined>) {}
 
-  /** Undefined when the root is writable; at most one probe runs at a time, even if one hangs. */
+  /** Undefined when the storage can take a file; at most one probe runs at a time, even if one hangs. */
   async check(): Promise<string | undefined> {
     if (this.#last && performance.now() - this.#last.at < STORAGE_PROBE_CACHE_MS) return this.#last.problem;
-    this.#running ??= this.#probe().then((problem) => {
+    this.#running ??= this.probe().then((problem) => {
       this.#last = { at: performance.now(), problem };
       this.#running = undefined;
       return problem;
     });
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<string>((resolve) => {
-      timer = setTimeout(resolve, STORAGE_PROBE_TIMEOUT_MS, `the storage root ${this.root} did not answer a write within ${STORAGE_PROBE_TIMEOUT_MS} ms`);
+      timer = setTimeout(resolve, STORAGE_PROBE_TIMEOUT_MS, `the storage did not answer within ${STORAGE_PROBE_TIMEOUT_MS} ms`);
     });
     try {
       return await Promise.race([this.#running, late]);
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  async #probe(): Promise<string | undefined> {
-    const file = path.join(this.root, `.ftps-gateway-probe-${randomBytes(6).toString('hex')}`);
-    try {
-      await writeFile(file, '', { flag: 'wx' });
-      await unlink(file);
-      return undefined;
-    } catch (err) {
-      return `the storage root ${this.root} is not writable (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
     }
   }
 }

@@ -63,6 +63,8 @@ export class Metrics {
   readonly #eventsDelivered: Counter;
   readonly #eventsDropped: Counter<'reason'>;
   readonly #eventLatency: Histogram;
+  readonly #s3Requests: Counter<'operation' | 'result'>;
+  readonly #s3Latency: Histogram<'operation'>;
   #spoolBytes: (() => number) | undefined;
 
   /** `processMetrics`: prom-client's process_* and nodejs_* too; they start timers and observers, so only when served. */
@@ -137,6 +139,19 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86_400],
       registers,
     });
+    this.#s3Requests = new Counter({
+      name: 'ftps_s3_requests_total',
+      help: 'Requests to the S3 store (STORAGE_BACKEND=s3) by operation (PutObject, UploadPart, GetObject, ...) and result (ok, not_found: a 404 such as a HEAD of a free name, error); retries are inside one request.',
+      labelNames: ['operation', 'result'],
+      registers,
+    });
+    this.#s3Latency = new Histogram({
+      name: 'ftps_s3_request_duration_seconds',
+      help: 'Duration of requests to the S3 store by operation, until the response headers (a GetObject body streams after).',
+      labelNames: ['operation'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
     const spoolBytes: Gauge = new Gauge({
       name: 'ftps_event_spool_bytes',
       help: 'Bytes of the event spool on disk (delivered records included until their segment is deleted).',
@@ -203,6 +218,11 @@ export class Metrics {
 
   eventsDropped(reason: 'max_age' | 'spool_full' | 'spool_error', count: number): void {
     this.#eventsDropped.inc({ reason }, count);
+  }
+
+  s3Request(operation: string, result: 'ok' | 'not_found' | 'error', seconds: number): void {
+    this.#s3Requests.inc({ operation, result });
+    this.#s3Latency.observe({ operation }, seconds);
   }
 
   /** The event spool whose size the gauge reports. */

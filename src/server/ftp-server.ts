@@ -15,8 +15,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { NO_EVENTS, type EventService, type EventSink } from '../events/events.js';
 import { Session } from '../session/session.js';
-import { LocalFsStorage } from '../storage/local-fs.js';
-import { sweepPeriodically } from '../storage/temp-sweeper.js';
+import type { StorageProvider } from '../storage/provider.js';
 import type { CertificateReloader } from '../tls/certificate-reloader.js';
 import { SessionReusePolicy } from '../tls/reuse-policy.js';
 import type { TlsContextFactory } from '../tls/session-contexts.js';
@@ -34,6 +33,8 @@ export interface ServerDeps {
   /** Watches the certificate files and puts new pairs into `tls`. */
   readonly certificates: CertificateReloader;
   readonly users: UserStore;
+  /** Where the files are (STORAGE_BACKEND); closed by stop(). */
+  readonly storage: StorageProvider;
   readonly pasvAddresses: PasvAddresses;
   /** Counts events; its gauges read this server (and the HTTP endpoint serves it when HTTP_PORT is set). */
   readonly metrics: Metrics;
@@ -74,7 +75,7 @@ export class FtpServer {
   private readonly refused = { banned: 0, overLimit: 0 };
   /** /healthz, /readyz and /metrics; none when HTTP_PORT=0. */
   private readonly http: HttpEndpoint | undefined;
-  /** Aborted by stop(): ends the sweep of stale temporary upload files. */
+  /** Aborted by stop(): ends the sweep of what dead uploads left (temporary files, multipart uploads). */
   private readonly sweep = new AbortController();
   private sweeping: Promise<void> | undefined;
 
@@ -106,7 +107,7 @@ export class FtpServer {
     deps.metrics.observe(() => ({ ...this.stats, certificates: deps.tls.current }));
     const { httpPort: port, httpBindAddress: host } = config.operations;
     if (port !== 0) {
-      const readiness = new Readiness({ accepting: () => this.accepting, certificates: () => deps.tls.current, storageRoot: config.storage.root });
+      const readiness = new Readiness({ accepting: () => this.accepting, certificates: () => deps.tls.current, storage: () => deps.storage.probe() });
       this.http = new HttpEndpoint({ port, host, log: deps.log, metrics: deps.metrics, readiness });
     }
   }
@@ -151,13 +152,7 @@ export class FtpServer {
       'listening',
     );
     // In the background: walking a large volume takes a while, and serving does not need it done.
-    const { config, log } = this.deps;
-    this.sweeping = sweepPeriodically({
-      root: config.storage.root,
-      dataTimeoutSeconds: config.data.timeoutSeconds,
-      log,
-      signal: this.sweep.signal,
-    });
+    this.sweeping = this.deps.storage.maintain(this.sweep.signal);
     return address;
   }
 
@@ -207,6 +202,7 @@ export class FtpServer {
     this.sharedPassive?.close();
     // Ends at the next directory entry; no file system work outlives stop().
     await this.sweeping;
+    this.deps.storage.close();
     this.logins.dispose();
     this.throttledLog.close();
     this.deps.pasvAddresses.close();
@@ -301,8 +297,7 @@ export class FtpServer {
       proxy: this.proxy,
       metrics: this.deps.metrics,
       pasvAddresses: this.deps.pasvAddresses,
-      openStorage: (account: Account) =>
-        new LocalFsStorage(account.homeDir, { followSymlinks: config.storage.followSymlinks, fsync: config.storage.fsync }),
+      openStorage: (account: Account) => this.deps.storage.open(account),
     });
     this.sessions.add(session);
     session.log.debug('connected');

@@ -73,7 +73,8 @@ export interface SessionDeps {
   readonly metrics: Metrics;
   /** The address 227 replies advertise, per client network. */
   readonly pasvAddresses: PasvAddresses;
-  readonly openStorage: (account: Account) => StorageBackend;
+  /** The account's tree; its home is created when missing. */
+  readonly openStorage: (account: Account) => Promise<StorageBackend>;
   /** The id in this session's log lines and events. */
   readonly sessionId: string;
   readonly events: EventSink;
@@ -491,7 +492,7 @@ export class Session implements CommandContext {
 
   async login(account: Account): Promise<void> {
     clearTimeout(this.loginTimer);
-    this.storageBackend = this.deps.openStorage(account);
+    this.storageBackend = await this.deps.openStorage(account);
     this.state.account = account;
     this.state.cwd = ROOT;
     this.log = this.log.child({ user: account.name });

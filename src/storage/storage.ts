@@ -21,6 +21,8 @@ export type StorageErrorKind =
   | 'invalid-name'
   | 'outside-root'
   | 'invalid-offset'
+  | 'unsupported'
+  | 'unavailable'
   | 'io';
 
 // Client-safe wording: a message may reach an FTP reply, so it never names a real path or an errno.
@@ -37,6 +39,8 @@ const MESSAGES: Readonly<Record<StorageErrorKind, string>> = {
   // Same words as 'permission': a client learns nothing about where a symlink leads.
   'outside-root': 'Permission denied',
   'invalid-offset': 'Restart offset is beyond the end of the file',
+  unsupported: 'Not supported by this storage',
+  unavailable: 'Storage temporarily unavailable',
   io: 'Storage error',
 };
 

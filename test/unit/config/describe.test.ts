@@ -42,7 +42,7 @@ describe('describeVariables', () => {
   });
 
   it('knows which variables are secret from their definitions', () => {
-    expect(SECRET_VARIABLES).toStrictEqual(['TLS_KEY_PASSPHRASE', 'FTP_PASSWORD', 'AUTH_HOOK_SECRET', 'LDAP_BIND_PASSWORD', 'EVENT_WEBHOOK_SECRET']);
+    expect(SECRET_VARIABLES).toStrictEqual(['TLS_KEY_PASSPHRASE', 'S3_SECRET_ACCESS_KEY', 'FTP_PASSWORD', 'AUTH_HOOK_SECRET', 'LDAP_BIND_PASSWORD', 'EVENT_WEBHOOK_SECRET']);
   });
 
   it('redacts secrets that are set and leaves unset ones empty', () => {

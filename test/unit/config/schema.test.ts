@@ -46,7 +46,7 @@ describe('envSchema', () => {
         handshakeTimeoutSeconds: 10,
         strictEof: true,
       },
-      storage: { root: '/data', followSymlinks: true, fsync: true, maxUploadBytes: undefined, stateDir: '/var/lib/ftps-gateway' },
+      storage: { root: '/data', followSymlinks: true, fsync: true, maxUploadBytes: undefined, stateDir: '/var/lib/ftps-gateway', s3: undefined },
       auth: {
         user: undefined,
         password: undefined,
@@ -177,6 +177,23 @@ describe('envSchema', () => {
       { EVENT_TYPES: 'upload,upload_failed', REPLICA_NAME: 'gw-2', UPLOAD_SHA256: 'true' },
       (c) => [c.events.types, c.events.replica, c.events.uploadSha256],
       [['upload', 'upload_failed'], 'gw-2', true],
+    ],
+    [
+      {
+        STORAGE_BACKEND: 's3', S3_BUCKET: 'files', S3_PREFIX: 'ftp/in', S3_ENDPOINT: 'https://rgw.example.org:7480', S3_REGION: 'eu-west-1',
+        S3_FORCE_PATH_STYLE: 'true', S3_ACCESS_KEY_ID: 'AKIAEXAMPLE', S3_SECRET_ACCESS_KEY: 'secret-key', S3_CA_PATH: '/certs/s3-ca.pem',
+        S3_PART_SIZE: '16777216',
+      },
+      (c) => c.storage.s3,
+      {
+        bucket: 'files', prefix: 'ftp/in/', endpoint: 'https://rgw.example.org:7480', region: 'eu-west-1', forcePathStyle: true,
+        credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret-key' }, caPath: '/certs/s3-ca.pem', partSize: 16_777_216,
+      },
+    ],
+    [
+      { STORAGE_BACKEND: 's3', S3_BUCKET: 'files' },
+      (c) => c.storage.s3,
+      { bucket: 'files', prefix: '', endpoint: undefined, region: 'us-east-1', forcePathStyle: false, credentials: undefined, caPath: undefined, partSize: 8_388_608 },
     ],
     [{ LOG_LEVEL: 'debug' }, (c) => c.log.level, 'debug'],
     [{ LOG_FORMAT: 'pretty' }, (c) => c.log.format, 'pretty'],
