@@ -33,12 +33,29 @@ const random = (min: number, spread: number) => min + Math.floor(Math.random() *
 const RUN = {
   clients: 12,
   rounds: 2,
-  size: (_i: number, round: number) => (round === 0 ? random(128 * KiB, 384 * KiB) : random(PART + 512 * KiB, MiB)),
+  size: (_i: number, round: number) => (round === 0 ? random(128 * KiB, 384 * KiB) : random(PART + MiB, MiB)),
   // The kill comes when uploads are past their first part: multipart uploads are open on the victim.
-  killPastBytes: PART + 256 * KiB,
+  killPastBytes: PART + 512 * KiB,
 };
 
 const fixture = new ContainerFixture();
+
+/**
+ * The sweep every replica runs hourly (S3StorageProvider.sweepAbandonedUploads), run in a replica with its own
+ * configuration and image: first with the real age limit, then as if that day had passed (age 0).
+ */
+const SWEEP = `
+const { loadConfig } = await import('/app/dist/config/load.js');
+const { Metrics } = await import('/app/dist/observability/metrics.js');
+const { createLogger } = await import('/app/dist/observability/logger.js');
+const { ABANDONED_UPLOAD_AGE_MS, S3StorageProvider } = await import('/app/dist/storage/s3/s3-provider.js');
+const config = loadConfig(process.env);
+const provider = S3StorageProvider.create(config, config.storage.s3, new Metrics({ processMetrics: false }), createLogger({ log: { ...config.log, level: 'silent' } }));
+const young = await provider.sweepAbandonedUploads(ABANDONED_UPLOAD_AGE_MS);
+const old = await provider.sweepAbandonedUploads(0);
+provider.close();
+console.log(JSON.stringify({ young, old }));
+`;
 
 /** The bucket below PREFIX as an S3 client sees it; directory markers (keys ending in /) are no files. */
 function bucketView(s3: S3Client): StorageView {
@@ -107,13 +124,19 @@ describe.skipIf(skipContainers)('scale-out on S3: 3 stateless replicas sharing o
 
     const result = await killOneReplicaUnderLoad(stack, { ...RUN, storage: bucketView(s3) });
 
+    const survivors = replicas.filter((r) => r !== result.victim);
     // The multipart uploads still open are the killed replica's cut ones: the survivors completed or aborted theirs.
     const open = (await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? [];
     const cutOnVictim = [...result.cut].filter(([, c]) => c.replica === result.victim.name).map(([name]) => `${PREFIX}${name}`);
     for (const u of open) expect(cutOnVictim, `open multipart upload ${u.Key}`).toContain(u.Key);
+    expect(open.length, 'multipart uploads the kill left open').toBeGreaterThan(0);
+    // A survivor's sweep leaves them while they are younger than a day (they could be another replica's running
+    // uploads), and aborts them all once they are older.
+    const { stdout: swept } = await run('docker', ['exec', survivors[0]!.id!, 'node', '--input-type=module', '-e', SWEEP]);
+    expect(JSON.parse(swept.trim().split('\n').at(-1)!)).toEqual({ young: 0, old: open.length });
+    expect((await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? [], 'open after the sweep').toEqual([]);
 
     // Nothing on the replicas' disks: the bucket is all they share, and all they keep.
-    const survivors = replicas.filter((r) => r !== result.victim);
     for (const r of survivors) {
       const { stdout } = await run('docker', ['exec', r.id!, 'find', '/tmp', '/data', '/var/lib/ftps-gateway', '-type', 'f']);
       expect(stdout.trim(), `files on ${r.name}`).toBe('');
@@ -131,7 +154,7 @@ describe.skipIf(skipContainers)('scale-out on S3: 3 stateless replicas sharing o
       [
         `scale-out on S3: ${((Date.now() - started) / 1000).toFixed(1)} s in all`,
         describeRun(stack, result),
-        `open multipart uploads after the run: ${open.length} (${result.cut.size} uploads cut on ${result.victim.name})`,
+        `open multipart uploads after the run: ${open.length} (${result.cut.size} uploads cut on ${result.victim.name}), all aborted by the sweep`,
         `replica logs: ${JSON.stringify(perReplica)}; HAProxy state changes: ${await stack.haproxyStateChanges()}`,
       ].join('\n'),
     );

@@ -434,6 +434,8 @@ export async function killOneReplicaUnderLoad(stack: ScaleOutStack, o: KillRunOp
   sampling = false;
   await sampler;
 
+  // HAProxy's view of the replicas says whether a failure was a replica marked down (and its sessions cut).
+  if (failures.length > 0) failures.push(`HAProxy: ${await stack.haproxyStateChanges()}`);
   expect(failures, failures.join('\n')).toEqual([]);
   expect(interrupted.length, 'sessions cut by the kill').toBeGreaterThan(0);
   for (const r of interrupted) expect(r.replica).toBe(victimName);
