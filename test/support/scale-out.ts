@@ -285,6 +285,17 @@ export class ScaleOutStack {
     return perReplica;
   }
 
+  /** Each replica's state and its last warnings and errors, to tell a replica that died from one that was cut off. */
+  async diagnose(): Promise<string> {
+    const lines: string[] = [`HAProxy: ${await this.haproxyStateChanges()}`];
+    for (const r of this.replicas) {
+      const { stdout } = await run('docker', ['inspect', '-f', '{{.State.Status}} exit={{.State.ExitCode}} oom={{.State.OOMKilled}}', r.id!]);
+      const problems = (await logLines(r.id!)).filter((l) => Number(l.level) >= 40).slice(-5).map((l) => JSON.stringify(l));
+      lines.push(`${r.name}: ${stdout.trim()}`, ...problems);
+    }
+    return lines.join('\n');
+  }
+
   /** HAProxy's server state changes, one line each. */
   async haproxyStateChanges(): Promise<string> {
     return (await dockerLogs(this.haproxyId))
@@ -435,7 +446,7 @@ export async function killOneReplicaUnderLoad(stack: ScaleOutStack, o: KillRunOp
   await sampler;
 
   // HAProxy's view of the replicas says whether a failure was a replica marked down (and its sessions cut).
-  if (failures.length > 0) failures.push(`HAProxy: ${await stack.haproxyStateChanges()}`);
+  if (failures.length > 0) failures.push(await stack.diagnose());
   expect(failures, failures.join('\n')).toEqual([]);
   expect(interrupted.length, 'sessions cut by the kill').toBeGreaterThan(0);
   for (const r of interrupted) expect(r.replica).toBe(victimName);
