@@ -149,6 +149,7 @@ describe.skipIf(skipContainers)('scale-out on S3: 3 stateless replicas sharing o
     // One certificate, the mounted one, whichever replica answered.
     expect([...stack.fingerprints]).toEqual([certificate.fingerprint256]);
 
+    s3.destroy();
     const perReplica = await stack.checkLogs();
     console.log(
       [
