@@ -115,7 +115,8 @@ describe.skipIf(skipContainers)('scale-out on S3: 3 stateless replicas sharing o
     const stack = new ScaleOutStack(fixture, net, replicas);
     await stack.start({
       haproxyImage,
-      replicaArgs: ['-v', `${certs.dir}:/certs:ro`],
+      // As compose.s3.yml: the certificate read-only, a tmpfs instead of the image's /data volume.
+      replicaArgs: ['-v', `${certs.dir}:/certs:ro`, '--tmpfs', '/data:size=1m'],
       replicaEnv: () => ({
         S3_BUCKET: BUCKET, S3_PREFIX: PREFIX, S3_ENDPOINT: 'http://rgw:7480', S3_FORCE_PATH_STYLE: 'true',
         S3_ACCESS_KEY_ID: KEYS.accessKeyId, S3_SECRET_ACCESS_KEY: KEYS.secretAccessKey, S3_PART_SIZE: String(PART),

@@ -158,6 +158,9 @@ describe.each([
         expect(mode, `${r.name}: ${target}`).toBe('ro');
         expect([r.env.FTP_ROOT ?? DEFAULTS.FTP_ROOT, r.env.STATE_DIR ?? DEFAULTS.STATE_DIR]).not.toContain(target);
       }
+      // The image declares FTP_ROOT (/data) a VOLUME: a tmpfs there, or Docker makes an anonymous volume per replica.
+      const tmpfs = (at(services[r.name], 'tmpfs') as string[]).map((t) => t.split(':')[0]);
+      expect(tmpfs, r.name).toContain(r.env.FTP_ROOT ?? DEFAULTS.FTP_ROOT);
     }
     const s3Names = Object.keys(replicas[0]!.env).filter((k) => k.startsWith('S3_'));
     for (const key of ['STORAGE_BACKEND', ...s3Names]) expect(new Set(replicas.map((r) => r.env[key])).size, key).toBe(1);
