@@ -29,11 +29,14 @@ const RUN = { clients: 30, rounds: 3, size: () => 128 * KiB + Math.floor(Math.ra
 
 const fixture = new ContainerFixture();
 
-/** The shared directory as the host sees it: final names only (not the hidden temporary files of uploads). */
+/**
+ * The shared directory as the host sees it: final names only, not the server's hidden files (uploads' temporary
+ * files, /readyz's probe files).
+ */
 function directoryView(dir: string): StorageView {
   return {
     async list() {
-      const names = (await readdir(dir)).filter((n) => !TEMP_NAME.test(n));
+      const names = (await readdir(dir)).filter((n) => !n.startsWith('.'));
       const entries = await Promise.all(names.map(async (name) => {
         const s = await stat(path.join(dir, name)).catch(() => undefined);
         return s && { name, version: `${s.ino}:${s.size}:${s.mtimeMs}` };
