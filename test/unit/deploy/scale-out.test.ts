@@ -10,8 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { loadVariables } from '../../../src/config/load.js';
 import { variablesSchema } from '../../../src/config/schema.js';
-import { at, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
+import { at, isObj, kustomize, listAt, load, objAt, ROOT, type Obj } from './yaml-support.js';
 
 const COMPOSE_DIR = path.join(ROOT, 'docker/scale-out');
 const K8S_DIR = path.join(ROOT, 'docker/k8s/scale-out');
@@ -88,8 +89,12 @@ function haproxyView(file: string) {
 
 // --- docker/scale-out ----------------------------------------------------------------------------
 
-describe('docker/scale-out/compose.yml with haproxy/haproxy.cfg', () => {
-  const [compose] = load(path.join(COMPOSE_DIR, 'compose.yml'));
+// compose.yml shares a volume; compose.s3.yml shares nothing but a bucket. Both use haproxy/ as it is.
+describe.each([
+  ['compose.yml', 'volume'],
+  ['compose.s3.yml', 's3'],
+] as const)('docker/scale-out/%s with haproxy/haproxy.cfg', (composeFile, storage) => {
+  const [compose] = load(path.join(COMPOSE_DIR, composeFile));
   const services = objAt(compose, 'services');
   const gatewayNames = Object.keys(services).filter((n) => at(services[n], 'image') === 'ftps-gateway:latest');
   const envOf = (name: string) => {
@@ -131,14 +136,55 @@ describe('docker/scale-out/compose.yml with haproxy/haproxy.cfg', () => {
     }
   });
 
-  it('mounts one volume at /data on every replica', () => {
+  const mountsOf = (name: string) => ((at(services[name], 'volumes') ?? []) as string[]).map((v) => String(v).split(':'));
+
+  it.runIf(storage === 'volume')('mounts one volume at /data on every replica', () => {
     const sources = replicas.map((r) => {
-      const mount = (at(services[r.name], 'volumes') as string[]).map(String).find((v) => v.split(':')[1] === '/data');
+      const mount = mountsOf(r.name).find((v) => v[1] === '/data');
       expect(mount, `${r.name}: a mount at /data`).toBeDefined();
-      return mount!.split(':')[0]!;
+      return mount![0]!;
     });
     expect(new Set(sources).size).toBe(1);
     expect(Object.keys(objAt(compose, 'volumes'))).toContain(sources[0]);
+  });
+
+  it.runIf(storage === 's3')('shares no volume: the same bucket everywhere, required from the shell, only read-only configuration mounted', () => {
+    expect(at(compose, 'volumes')).toBeUndefined();
+    for (const r of replicas) {
+      expect(r.env.STORAGE_BACKEND, r.name).toBe('s3');
+      // Bind mounts of configuration only, read-only; no named volume, nothing at FTP_ROOT or STATE_DIR.
+      for (const [source, target, mode] of mountsOf(r.name)) {
+        expect(source, `${r.name}: ${target}`).toMatch(/^\.\//);
+        expect(mode, `${r.name}: ${target}`).toBe('ro');
+        expect([r.env.FTP_ROOT ?? DEFAULTS.FTP_ROOT, r.env.STATE_DIR ?? DEFAULTS.STATE_DIR]).not.toContain(target);
+      }
+      // The image declares FTP_ROOT (/data) a VOLUME: a tmpfs there, or Docker makes an anonymous volume per replica.
+      const tmpfs = (at(services[r.name], 'tmpfs') as string[]).map((t) => t.split(':')[0]);
+      expect(tmpfs, r.name).toContain(r.env.FTP_ROOT ?? DEFAULTS.FTP_ROOT);
+    }
+    const s3Names = Object.keys(replicas[0]!.env).filter((k) => k.startsWith('S3_'));
+    for (const key of ['STORAGE_BACKEND', ...s3Names]) expect(new Set(replicas.map((r) => r.env[key])).size, key).toBe(1);
+    expect(replicas[0]!.env.S3_BUCKET).toMatch(/^\$\{S3_BUCKET:\?[^}]*\}$/);
+    // Every S3 setting from the shell (.env), with the server's own default where it has one.
+    for (const key of s3Names.filter((k) => k !== 'S3_BUCKET')) {
+      const m = /^\$\{([A-Z0-9_]+):-([^}]*)\}$/.exec(replicas[0]!.env[key]!);
+      expect(m?.[1], key).toBe(key);
+      const fallback = m![2]!;
+      const serverDefault = (DEFAULTS as Record<string, unknown>)[key];
+      expect(fallback, `${key}'s fallback is the server's default`).toBe(serverDefault === undefined ? '' : String(serverDefault));
+    }
+  });
+
+  it.runIf(storage === 's3')('gives every replica the same certificate from a read-only mount, and fails without it', () => {
+    for (const r of replicas) {
+      // Set explicitly: a missing file stops the replica instead of each one making its own self-signed pair.
+      for (const key of ['TLS_CERT_PATH', 'TLS_KEY_PATH'] as const) {
+        const file = r.env[key];
+        expect(file, `${r.name}: ${key}`).toMatch(/^\//);
+        const mount = mountsOf(r.name).find(([, target]) => file!.startsWith(`${target}/`));
+        expect(mount?.[2], `${r.name}: ${key} in a read-only mount`).toBe('ro');
+      }
+    }
   });
 
   it('sets the same account and PASV address everywhere, the password required from the shell', () => {
@@ -396,3 +442,120 @@ describe('docker/k8s/scale-out', () => {
   });
 });
 
+
+// --- docker/k8s/scale-out-s3 ---------------------------------------------------------------------
+
+describe('docker/k8s/scale-out-s3: the same pods on a bucket, no volume', () => {
+  const OVERLAY = path.join(ROOT, 'docker/k8s/scale-out-s3');
+  const STATIC_KEYS = 'static-keys.yaml';
+  const base = kustomize(K8S_DIR);
+  const rendered = kustomize(OVERLAY);
+  const idOf = (d: Obj) => `${String(d.kind)}/${String(at(d, 'metadata.name'))}`;
+  const find = (docs: Obj[], kind: string, name?: string) => {
+    const found = docs.filter((d) => d.kind === kind && (name === undefined || at(d, 'metadata.name') === name));
+    expect(found.map(idOf), `one ${kind} ${name ?? ''}`).toHaveLength(1);
+    return found[0]!;
+  };
+  /** The pods' container, its environment (ConfigMap, then literal values and X_FILE paths) and its pod spec. */
+  const gateway = (docs: Obj[]) => {
+    const podSpec = objAt(find(docs, 'StatefulSet'), 'spec.template.spec');
+    const container = listAt(podSpec, 'containers')[0]!;
+    const configMap = find(docs, 'ConfigMap', String(at(listAt(container, 'envFrom')[0], 'configMapRef.name')));
+    const env: Record<string, string> = { ...(objAt(configMap, 'data') as Record<string, string>) };
+    for (const e of (at(container, 'env') ?? []) as Obj[]) env[String(e.name)] = String(e.value);
+    const volumes = listAt(podSpec, 'volumes');
+    const mounts = listAt(container, 'volumeMounts');
+    return { podSpec, container, env, volumes, mounts };
+  };
+  /** The variables as the server would load them: each X_FILE read from a mounted Secret stands for X. */
+  const loadAsServer = (env: Record<string, string>) =>
+    loadVariables(Object.fromEntries(Object.entries(env).map(([k, v]) => (k.endsWith('_FILE') ? [k.slice(0, -5), 'from a Secret'] : [k, v]))), {
+      dotenvPath: path.join(OVERLAY, 'no.env'),
+    });
+
+  it('is docker/k8s/scale-out plus patches, in its namespace, every file of the directory used', () => {
+    const [k] = load(path.join(OVERLAY, 'kustomization.yaml'));
+    expect(k!.namespace).toBe(load(path.join(K8S_DIR, 'kustomization.yaml'))[0]!.namespace);
+    expect(k!.resources).toContain('../scale-out');
+    const used = [...(k!.resources as string[]), ...listAt(k, 'patches').map((p) => String(p.path))].filter((f) => !f.startsWith('..'));
+    expect(used.sort()).toEqual(readdirSync(OVERLAY).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml').sort());
+    for (const d of rendered.filter((d) => d.kind !== 'Namespace')) expect(at(d, 'metadata.namespace'), idOf(d)).toBe(k!.namespace);
+  });
+
+  it('has no volume claim and no volume at FTP_ROOT or STATE_DIR: only Secrets, ConfigMaps and /tmp', () => {
+    expect(rendered.filter((d) => d.kind === 'PersistentVolumeClaim').map(idOf)).toEqual([]);
+    const { podSpec, env, volumes, mounts } = gateway(rendered);
+    expect(at(find(rendered, 'StatefulSet'), 'spec.volumeClaimTemplates')).toBeUndefined();
+    const values = loadAsServer(env);
+    for (const m of mounts) {
+      expect([values.FTP_ROOT, values.STATE_DIR], String(m.name)).not.toContain(m.mountPath);
+      expect(volumes.map((v) => v.name), `volume ${String(m.name)}`).toContain(m.name);
+    }
+    for (const v of volumes) {
+      const source = Object.keys(v).find((k) => k !== 'name')!;
+      expect(['secret', 'configMap', 'emptyDir'], `volume ${String(v.name)}`).toContain(source);
+      if (source !== 'emptyDir') expect(mounts.find((m) => m.name === v.name)?.readOnly, `${String(v.name)} read-only`).toBe(true);
+    }
+    expect(at(podSpec, 'securityContext.runAsNonRoot')).toBe(true);
+  });
+
+  it('configures the S3 backend in the ConfigMap, valid for the server, with the keys from a Secret\'s files', () => {
+    const { env, volumes, mounts } = gateway(rendered);
+    const values = loadAsServer(env);
+    expect(values.STORAGE_BACKEND).toBe('s3');
+    expect(values.S3_BUCKET).toMatch(/\S/);
+    for (const key of ['S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY']) {
+      expect(env[key], `${key} not in the ConfigMap`).toBeUndefined();
+      const file = env[`${key}_FILE`]!;
+      const mount = mounts.find((m) => file.startsWith(`${String(m.mountPath)}/`));
+      expect(mount?.readOnly, `${key}_FILE in a read-only mount`).toBe(true);
+      const volume = volumes.find((v) => v.name === mount!.name)!;
+      const items = listAt(volume, 'secret.items');
+      expect(items.map((i) => i.path), `${key}_FILE is an item of Secret ${String(at(volume, 'secret.secretName'))}`).toContain(
+        path.posix.relative(String(mount!.mountPath), file),
+      );
+      const mode = Number(at(volume, 'secret.defaultMode'));
+      expect(mode & 0o007, 'not world-readable').toBe(0);
+    }
+  });
+
+  it('without static-keys.yaml (IRSA, instance roles) no key is set, so the SDK\'s default chain finds the credentials', () => {
+    const { env, volumes } = gateway(kustomize(OVERLAY, [STATIC_KEYS]));
+    expect(Object.keys(env).filter((k) => /^S3_(ACCESS_KEY_ID|SECRET_ACCESS_KEY)/.test(k))).toEqual([]);
+    expect(volumes.filter((v) => isObj(v.secret) && v.secret.secretName === 'ftps-gateway-s3')).toEqual([]);
+    expect(loadAsServer(env).STORAGE_BACKEND).toBe('s3');
+    // The pods run as a ServiceAccount of their own, the one to annotate with an IAM role.
+    const { podSpec } = gateway(rendered);
+    const account = find(rendered, 'ServiceAccount', String(podSpec.serviceAccountName));
+    expect(account.automountServiceAccountToken).toBe(false);
+    expect(podSpec.automountServiceAccountToken).toBe(false);
+  });
+
+  it('changes nothing else: the passive slices, Services, HAProxy and NetworkPolicy are the base\'s', () => {
+    const changed = new Set(['StatefulSet/ftps-gateway', 'ConfigMap/ftps-gateway-config', 'PersistentVolumeClaim/ftps-gateway-shared', 'ServiceAccount/ftps-gateway']);
+    const strip = (d: Obj) => ({ ...d, metadata: { ...(d.metadata as Obj), namespace: undefined } });
+    const unchanged = (docs: Obj[]) => new Map(docs.filter((d) => !changed.has(idOf(d))).map((d) => [idOf(d), strip(d)]));
+    expect(unchanged(rendered)).toEqual(unchanged(base));
+    // The pods' start script and ports too; the base's ConfigMap settings stay, the S3 ones are added.
+    const [before, after] = [gateway(base), gateway(rendered)];
+    for (const key of ['command', 'args', 'ports', 'readinessProbe', 'livenessProbe', 'securityContext', 'envFrom']) {
+      expect(after.container[key], key).toEqual(before.container[key]);
+    }
+    expect(after.env).toMatchObject(before.env);
+  });
+
+  const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;
+  it.skipIf(!kubectl)('kubectl kustomize renders what these checks read (skipped without kubectl)', () => {
+    const byKubectl = parseAllDocuments(execFileSync('kubectl', ['kustomize', OVERLAY], { encoding: 'utf8' })).map((d) => d.toJS() as Obj);
+    // kustomize's hash suffix on the generated ConfigMap's name, wherever it is named.
+    const generated = byKubectl.map((d) => String(at(d, 'metadata.name'))).find((n) => /^ftps-gateway-haproxy-[a-z0-9]{10}$/.test(n))!;
+    /** Lists of named things in name order: kubectl and the checks' rendering order new list items alike, but not necessarily. */
+    const canonical = (docs: Obj[]) =>
+      JSON.parse(JSON.stringify(docs.sort((a, b) => idOf(a).localeCompare(idOf(b)))).replaceAll(generated, 'ftps-gateway-haproxy'), (_k, v: unknown) =>
+        Array.isArray(v) && v.every((i) => isObj(i) && (typeof i.name === 'string' || typeof i.mountPath === 'string'))
+          ? [...(v as Obj[])].sort((a, b) => String(a.name ?? a.mountPath).localeCompare(String(b.name ?? b.mountPath)))
+          : v,
+      ) as unknown;
+    expect(canonical(rendered)).toEqual(canonical(byKubectl));
+  });
+});

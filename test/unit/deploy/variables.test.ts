@@ -24,6 +24,7 @@ function deploymentFiles(): string[] {
 const OTHER_NAMES = new Set([
   'SLICE_BASE', 'SLICE_SIZE', // shell variables of the StatefulSet's start script
   'FOO_SERVICE_HOST', 'FOO_PORT', // the pattern of Kubernetes' service-link variables
+  'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', // the AWS SDK's own, set by EKS for IRSA
 ]);
 
 const NAME = /\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b(\*)?/g;
