@@ -12,6 +12,9 @@ export interface ReadinessSources {
   readonly storage: () => Promise<string | undefined>;
 }
 
+/** What /readyz reports: draining (shutting down, transfers still running), and the other reasons it cannot serve now. */
+export type ReadinessState = { readonly draining: boolean; readonly problems: readonly string[] };
+
 /** What /readyz answers: the reasons the server cannot serve a client now, none when it can. */
 export class Readiness {
   readonly #storage: StorageProbe;
@@ -20,9 +23,8 @@ export class Readiness {
     this.#storage = new StorageProbe(sources.storage);
   }
 
-  async problems(): Promise<string[]> {
+  async state(): Promise<ReadinessState> {
     const problems: string[] = [];
-    if (!this.sources.accepting()) problems.push('the FTP listener is not accepting connections');
     const now = Date.now();
     // Every client would refuse an expired certificate; a replica whose reload failed is better out of rotation.
     for (const [channel, { validTo }] of Object.entries(this.sources.certificates())) {
@@ -30,7 +32,7 @@ export class Readiness {
     }
     const storage = await this.#storage.check();
     if (storage) problems.push(storage);
-    return problems;
+    return { draining: !this.sources.accepting(), problems };
   }
 }
 

@@ -27,6 +27,7 @@ const CHECK_INTERVAL_MS = 500;
 const MAX_CONNECTIONS = 128;
 const MAX_CONNECTIONS_PER_ADDRESS = 8;
 const MAX_HEADER_BYTES = 8 * 1024;
+const DRAINING = 'draining: the FTP listener is not accepting connections, running transfers finish\n';
 
 interface Tracked {
   readonly address: string;
@@ -50,9 +51,14 @@ export class HttpEndpoint {
       [
         '/readyz',
         async () => {
-          const problems = await o.readiness.problems();
+          const { draining, problems } = await o.readiness.state();
+          const reasons = problems.map((p) => `not ready: ${p}\n`).join('');
+          // Draining is 404, not 503: HAProxy (http-check disable-on-404) then sends no new sessions but keeps the
+          // running ones, where a 503 would mark the replica down and cut them. Kubernetes counts both as not ready.
+          // It wins over the other problems: the replica is going away, and its running transfers may still finish.
+          if (draining) return { status: 404, body: `${DRAINING}${reasons}` };
           if (problems.length === 0) return { status: 200, body: 'ready\n' };
-          return { status: 503, body: problems.map((p) => `not ready: ${p}\n`).join('') };
+          return { status: 503, body: reasons };
         },
       ],
       [

@@ -220,7 +220,7 @@ describe('HTTP endpoint', () => {
 });
 
 describe('HTTP endpoint lifecycle', () => {
-  it('/readyz turns 503 when shutdown stops the listener, and the endpoint closes with the server', async () => {
+  it('/readyz turns 404 (draining) when shutdown stops the listener while a transfer runs, and the endpoint closes with the server', async () => {
     const { srv, url } = await startWithHttp();
     try {
       // A running upload holds the shutdown in its grace period.
@@ -230,7 +230,10 @@ describe('HTTP endpoint lifecycle', () => {
       data.write('first half ');
       const stopping = srv.server.stop(10_000);
       const during = await get(url('/readyz'));
-      expect(during).toMatchObject({ status: 503, body: 'not ready: the FTP listener is not accepting connections\n' });
+      // 404, not 503: a balancer with HAProxy's disable-on-404 keeps this replica's running sessions.
+      expect(during).toMatchObject({ status: 404, body: 'draining: the FTP listener is not accepting connections, running transfers finish\n' });
+      // The listener is closed indeed: a new client is refused.
+      await expect(new Promise((resolve, reject) => net.connect(srv.port, '127.0.0.1', () => resolve('connected')).once('error', reject))).rejects.toThrow(/ECONNREFUSED/);
       expect((await get(url('/healthz'))).status).toBe(200);
       data.end('second half');
       expect((await c.read()).code).toBe(226);
