@@ -4,6 +4,8 @@
  * of docker/scale-out/compose.yml (one shared passive port per replica). 30 FTPS clients from one address
  * upload and download through HAProxy with SHA-256 checks while one replica is killed
  * (test/support/scale-out.ts, shared with the S3 variant); afterwards every file is checked on every replica.
+ * On the same stack, one replica is then stopped gracefully (docker stop) mid-upload and mid-download: HAProxy
+ * drains it (/readyz 404), its transfers finish, new sessions go to the others.
  *
  * The Kubernetes variant (docker/k8s/scale-out) gets the same treatment without a cluster: its pods' start
  * script and its haproxy.cfg, with containers named like the pods and reachable under the per-pod Services'
@@ -18,8 +20,8 @@ import type { Client } from 'basic-ftp';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  composeReplicas, createNetwork, describeRun, dockerLogs, dockerRun, envArgs, ftpsSession, HARDENED, KiB, killOneReplicaUnderLoad,
-  logLines, pasvPort, SCALE_OUT_PASSWORD, SCALE_OUT_USER, ScaleOutStack, sink, until, type Replica, type StorageView,
+  composeReplicas, createNetwork, describeRun, dockerLogs, dockerRun, drainOneReplica, envArgs, ftpsSession, HARDENED, KiB,
+  killOneReplicaUnderLoad, logLines, MiB, pasvPort, SCALE_OUT_PASSWORD, SCALE_OUT_USER, ScaleOutStack, sink, until, type Replica, type StorageView,
 } from '../support/scale-out.js';
 import { ContainerFixture, IMAGE, run, sha256, skipContainers, testImage } from './support.js';
 
@@ -97,6 +99,8 @@ describe.skipIf(skipContainers)('scale-out: 3 replicas behind HAProxy on shared 
   const replicas = composeReplicas(path.join(SCALE_OUT, 'compose.yml'));
   const tag = randomBytes(3).toString('hex');
   let haproxyImage: string;
+  /** The stack of the kill run, reused by the drain run. */
+  let killRunStack: ScaleOutStack | undefined;
 
   beforeAll(async () => {
     [, haproxyImage] = await Promise.all([testImage('gateway'), testImage('haproxy')]);
@@ -112,6 +116,7 @@ describe.skipIf(skipContainers)('scale-out: 3 replicas behind HAProxy on shared 
   it('30 clients through HAProxy, one replica killed mid-run: survivors finish, nothing corrupt, real client addresses logged', async () => {
     const started = Date.now();
     const stack = new ScaleOutStack(fixture, await createNetwork(fixture, `ftps-scale-out-${tag}`), replicas);
+    killRunStack = stack;
     const data = await fixture.dataDir();
     await stack.start({ replicaArgs: ['-v', `${data}:/data`], haproxyImage });
 
@@ -142,6 +147,20 @@ describe.skipIf(skipContainers)('scale-out: 3 replicas behind HAProxy on shared 
       ].join('\n'),
     );
   }, 300_000);
+
+  it('a replica stopped gracefully (docker stop) finishes its running upload and download through HAProxy, new sessions go elsewhere', async () => {
+    expect(killRunStack, 'the stack of the kill run').toBeDefined();
+    const started = Date.now();
+    const r = await drainOneReplica(killRunStack!, replicas[0]!, 12 * MiB);
+    console.log(
+      [
+        `drain: ${((Date.now() - started) / 1000).toFixed(1)} s in all; docker stop of ${r.drained.name}: upload 226 after ${r.uploadMs} ms, ` +
+          `download 226 after ${r.downloadMs} ms, exit 0 after ${r.stopMs} ms`,
+        `sessions opened meanwhile: ${r.newSessions.join(', ')}`,
+        `HAProxy state changes: ${r.haproxy}`,
+      ].join('\n'),
+    );
+  }, 120_000);
 
   it('docker/k8s/scale-out: the pods\' start script and HAProxy\'s configuration route each slice to its pod', async () => {
     const k8s = k8sVariant();

@@ -484,3 +484,82 @@ export function describeRun(stack: ScaleOutStack, r: KillRunResult): string {
     `storage sampled ${r.samples} times: no partial or foreign content under a final name`,
   ].join('\n');
 }
+
+/** A sink that takes `bytesPerSecond` at most, so that the sender's transfer runs as long as the client reads. */
+function slowSink(chunks: Buffer[], bytesPerSecond: number, progress: { received: number }): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk);
+      progress.received += chunk.length;
+      setTimeout(done, (chunk.length / bytesPerSecond) * 1000);
+    },
+  });
+}
+
+export interface DrainRunResult {
+  drained: Replica;
+  /** From `docker stop` to each transfer's 226, and to the replica's exit. */
+  uploadMs: number;
+  downloadMs: number;
+  stopMs: number;
+  /** Where the sessions opened during the drain landed. */
+  newSessions: string[];
+  haproxy: string;
+}
+
+/**
+ * A graceful stop of `replica` (docker stop, as a rolling update does) while it runs a paced upload and a slowly read
+ * download through HAProxy: both get 226 with their content, the sessions opened meanwhile land on the other
+ * replicas and are held open (so that leastconn would pick the draining replica, which has fewer, if it were still
+ * in rotation), and the replica exits 0. `size` bytes each way: the upload moves about 2 MiB/s (paced), the
+ * download is read at 2 MiB/s, so both run for several seconds after the stop.
+ */
+export async function drainOneReplica(stack: ScaleOutStack, replica: Replica, size: number): Promise<DrainRunResult> {
+  const [up, down] = [randomBytes(size), randomBytes(size)];
+  const seed = await stack.connect(false);
+  await seed.client.uploadFrom(Readable.from([down]), 'drain-download.bin').finally(() => seed.client.close());
+  const uploader = await stack.sessionOn(replica);
+  const downloader = await stack.sessionOn(replica);
+  const held: Session[] = [];
+  try {
+    const sent = { sent: 0 };
+    const received = { received: 0 };
+    const chunks: Buffer[] = [];
+    const ended = (p: Promise<{ code: number }>) => p.then(({ code }) => ({ code, at: Date.now() }));
+    const upload = ended(uploader.client.uploadFrom(paced(up, sent), 'drain-upload.bin'));
+    const download = ended(downloader.client.downloadTo(slowSink(chunks, 2 * MiB, received), 'drain-download.bin'));
+    let done = false;
+    void Promise.allSettled([upload, download]).then(() => (done = true));
+    await until('both transfers under way', 30_000, async () => ((sent.sent > MiB && received.received > MiB) || done ? true : undefined));
+
+    const stopAt = Date.now();
+    const stopped = run('docker', ['stop', '-t', '30', replica.id!]).then(() => Date.now());
+    // New sessions while the replica drains: the first ones may reach it before HAProxy's next check (its closed
+    // listener refuses them, and HAProxy retries them elsewhere); none may land on it, none may fail.
+    while (!done) {
+      held.push(await stack.connect(false));
+      await sleep(500);
+    }
+    const [u, d] = await Promise.all([upload, download]);
+    expect(u.code, 'upload on the draining replica').toBe(226);
+    expect(d.code, 'download on the draining replica').toBe(226);
+    expect(sha256(Buffer.concat(chunks)), 'downloaded content').toBe(sha256(down));
+    // Before 404 meant drain, HAProxy cut the replica's sessions about 3 s into a stop: the run must outlast that.
+    expect(Math.min(u.at, d.at) - stopAt, 'transfers still running 3 s into the stop').toBeGreaterThan(3000);
+    const newSessions = held.map((s) => s.replica);
+    expect(newSessions.length).toBeGreaterThan(0);
+    expect(newSessions.filter((r) => r === replica.name), `sessions opened during the drain: ${newSessions.join(', ')}`).toEqual([]);
+
+    const stopMs = (await stopped) - stopAt;
+    const { stdout } = await run('docker', ['inspect', '-f', '{{.State.ExitCode}}', replica.id!]);
+    expect(stdout.trim(), `${replica.name}'s exit code`).toBe('0');
+    // The upload is stored whole: read back through a survivor.
+    const check = held[0]!;
+    const back: Buffer[] = [];
+    await check.client.downloadTo(sink(back), 'drain-upload.bin');
+    expect(sha256(Buffer.concat(back)), 'uploaded content, read through another replica').toBe(sha256(up));
+    return { drained: replica, uploadMs: u.at - stopAt, downloadMs: d.at - stopAt, stopMs, newSessions, haproxy: await stack.haproxyStateChanges() };
+  } finally {
+    for (const s of [uploader, downloader, ...held]) s.client.close();
+  }
+}

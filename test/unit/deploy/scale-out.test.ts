@@ -87,6 +87,20 @@ function haproxyView(file: string) {
   return { sections, defaults, seconds, frontends, find };
 }
 
+/**
+ * A draining replica (/readyz 404: listener closed, transfers running) keeps its sessions: disable-on-404 puts it in
+ * drain instead of down (on every backend: a tracking server must share the option), a refused connection only brings
+ * the next check forward (mark-down would cut the running transfers), and each passive backend picks its one server
+ * by use-server, which also takes a draining server (a balancer would skip it and refuse the data connection).
+ */
+function expectDrainKeepsSessions(cfg: ReturnType<typeof haproxyView>) {
+  expect(cfg.defaults.lines).toContainEqual(['http-check', 'disable-on-404']);
+  const [control, ...passive] = cfg.frontends.filter((f) => f.mode === 'tcp').sort((a, b) => a.binds[0]!.min - b.binds[0]!.min);
+  for (const s of control!.servers) expect(after(s.line, 'on-error'), s.name).toBe('fastinter');
+  for (const f of passive) expect(f.backend!.lines, f.name).toContainEqual(['use-server', f.servers[0]!.name, 'if', 'TRUE']);
+  for (const section of cfg.sections) expect(section.lines.flat(), section.name).not.toContain('mark-down');
+}
+
 // --- docker/scale-out ----------------------------------------------------------------------------
 
 // compose.yml shares a volume; compose.s3.yml shares nothing but a bucket. Both use haproxy/ as it is.
@@ -229,6 +243,11 @@ describe.each([
     const backend = control!.backend!.lines;
     expect(['leastconn', 'roundrobin']).toContain(backend.find((l) => l[0] === 'balance')?.[1]);
     expect(backend).toContainEqual(['option', 'httpchk', 'GET', '/readyz']);
+  });
+
+  it('keeps the sessions of a draining replica (docker stop), and cuts those of one marked down', () => {
+    expectDrainKeepsSessions(cfg);
+    expect(cfg.defaults.lines.find((l) => l[0] === 'default-server')).toEqual(expect.arrayContaining(['on-marked-down', 'shutdown-sessions']));
   });
 
   it('sends each passive slice to the replica that owns it, on the same port, and nothing else', () => {
@@ -387,6 +406,11 @@ describe('docker/k8s/scale-out', () => {
       expect(f.servers[0]!.line).toContain('send-proxy-v2');
     }
     for (const key of ['client', 'server']) expect(cfg.seconds(key)).toBeGreaterThanOrEqual(Number(DEFAULTS.IDLE_TIMEOUT_SECONDS));
+  });
+
+  it('a draining pod keeps its sessions: HAProxy drains it, and its Service keeps it while it is not ready', () => {
+    expectDrainKeepsSessions(cfg);
+    for (const s of slices) expect(at(named('Service', s.pod), 'spec.publishNotReadyAddresses'), s.pod).toBe(true);
   });
 
   it('the external Service is HAProxy\'s: 21 to its control port and every slice 1:1, client IP kept', () => {
