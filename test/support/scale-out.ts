@@ -485,13 +485,18 @@ export function describeRun(stack: ScaleOutStack, r: KillRunResult): string {
   ].join('\n');
 }
 
-/** A sink that takes `bytesPerSecond` at most, so that the sender's transfer runs as long as the client reads. */
-function slowSink(chunks: Buffer[], bytesPerSecond: number, progress: { received: number }): Writable {
+/**
+ * A sink that takes `bytesPerSecond` at most until it has `slowUntil` bytes, so that the sender's transfer runs as
+ * long as the client reads; the rest at once. A client still writing its last chunk when a stopping server's 421
+ * follows the 226 gets the download failed by basic-ftp, though every byte arrived: this one is done first.
+ */
+function slowSink(chunks: Buffer[], bytesPerSecond: number, slowUntil: number, progress: { received: number }): Writable {
   return new Writable({
     write(chunk: Buffer, _enc, done) {
       chunks.push(chunk);
       progress.received += chunk.length;
-      setTimeout(done, (chunk.length / bytesPerSecond) * 1000);
+      if (progress.received < slowUntil) setTimeout(done, (chunk.length / bytesPerSecond) * 1000);
+      else done();
     },
   });
 }
@@ -512,7 +517,7 @@ export interface DrainRunResult {
  * download through HAProxy: both get 226 with their content, the sessions opened meanwhile land on the other
  * replicas and are held open (so that leastconn would pick the draining replica, which has fewer, if it were still
  * in rotation), and the replica exits 0. `size` bytes each way: the upload moves about 2 MiB/s (paced), the
- * download is read at 2 MiB/s, so both run for several seconds after the stop.
+ * download is read at 2 MiB/s but its last MiB, so both run for several seconds after the stop.
  */
 export async function drainOneReplica(stack: ScaleOutStack, replica: Replica, size: number): Promise<DrainRunResult> {
   const [up, down] = [randomBytes(size), randomBytes(size)];
@@ -525,9 +530,15 @@ export async function drainOneReplica(stack: ScaleOutStack, replica: Replica, si
     const sent = { sent: 0 };
     const received = { received: 0 };
     const chunks: Buffer[] = [];
-    const ended = (p: Promise<{ code: number }>) => p.then(({ code }) => ({ code, at: Date.now() }));
-    const upload = ended(uploader.client.uploadFrom(paced(up, sent), 'drain-upload.bin'));
-    const download = ended(downloader.client.downloadTo(slowSink(chunks, 2 * MiB, received), 'drain-download.bin'));
+    const ended = (what: string, p: Promise<{ code: number }>) =>
+      p.then(
+        ({ code }) => ({ code, at: Date.now() }),
+        (err: unknown) => {
+          throw new Error(`${what} on ${replica.name} (sent ${sent.sent}, received ${received.received} of ${size}): ${String(err)}`, { cause: err });
+        },
+      );
+    const upload = ended('upload', uploader.client.uploadFrom(paced(up, sent), 'drain-upload.bin'));
+    const download = ended('download', downloader.client.downloadTo(slowSink(chunks, 2 * MiB, size - MiB, received), 'drain-download.bin'));
     let done = false;
     void Promise.allSettled([upload, download]).then(() => (done = true));
     await until('both transfers under way', 30_000, async () => ((sent.sent > MiB && received.received > MiB) || done ? true : undefined));
