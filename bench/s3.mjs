@@ -11,9 +11,10 @@
 // < 128 MiB) and the CPU of the gateway, the client (curl or this process) and RGW (its container's processes).
 // Prints one line and exits 0 when no Docker engine answers.
 //
-// Environment: BENCH_S3_SIZE_MIB (default 1024), BENCH_RUNS (rounds, default 3), BENCH_TMPDIR (where the local
-// file is), BENCH_SERVER / BENCH_SERVER_ENV (another build, extra server variables such as S3_PART_SIZE; the
-// direct upload uses the same part size), NODE_OPTIONS (passed to the server, e.g. --cpu-prof --cpu-prof-dir=…).
+// Environment: BENCH_S3_SIZE_MIB (default 1024), BENCH_RUNS (rounds, default 3), BENCH_PHASES=up,down (which
+// directions), BENCH_TMPDIR (where the local file is), BENCH_SERVER / BENCH_SERVER_ENV (another build, extra server
+// variables such as S3_PART_SIZE; the direct upload uses the same part size), NODE_OPTIONS (reaches the server and
+// this process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": the later-started profile is the gateway's).
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import os from 'node:os';
@@ -73,6 +74,7 @@ async function main() {
   }
   const sizeMiB = envInt('BENCH_S3_SIZE_MIB', 1024, 1);
   const rounds = envInt('BENCH_RUNS', 3, 1);
+  const phases = new Set((process.env.BENCH_PHASES ?? 'up,down').split(',').map((p) => p.trim()));
   const size = sizeMiB * MiB;
   const partSize = Number(extraServerEnv().S3_PART_SIZE ?? DEFAULT_PART_SIZE);
   // The image build (~1 min) and RGW start included; a transfer at 10 MB/s still fits.
@@ -121,6 +123,13 @@ async function main() {
       DATA_TIMEOUT_SECONDS: '60',
     },
   });
+  // A failed transfer says whether the gateway itself had gone.
+  const gatewayCurl = (args, bytes, what) =>
+    curl(args, bytes, what).catch((err) => {
+      const { exitCode, signalCode } = server.child;
+      if (exitCode === null && signalCode === null) throw err;
+      throw new Error(`${err.message} (the gateway had exited: ${exitCode ?? signalCode})`, { cause: err });
+    });
   const curlBase = ['--ssl-reqd', '-k', '-s', '-S', '--user', `${USER}:${PASSWORD}`, '--max-time', String(maxSeconds)];
   const url = (name) => `ftp://${HOST}:${server.port}/${name}`;
   const checkAndDelete = async (key) => {
@@ -136,7 +145,7 @@ async function main() {
       name: 'upload, gateway (curl → STOR)',
       run: async () => {
         const name = `up-${uploads++}.bin`;
-        const r = await curl([...curlBase, '-T', file, url(name)], size, 'gateway upload');
+        const r = await gatewayCurl([...curlBase, '-T', file, url(name)], size, 'gateway upload');
         return { ...r, verify: () => checkAndDelete(`${PREFIX}${name}`) };
       },
     },
@@ -150,7 +159,7 @@ async function main() {
     },
     gatewayDown: {
       name: 'download, gateway (curl ← RETR)',
-      run: () => curl([...curlBase, '-o', '/dev/null', url('source.bin')], size, 'gateway download'),
+      run: () => gatewayCurl([...curlBase, '-o', '/dev/null', url('source.bin')], size, 'gateway download'),
     },
     directDown: {
       name: 'download, direct (SDK GetObject)',
@@ -159,19 +168,22 @@ async function main() {
   };
 
   // Warm-up: a 1 MiB transfer each way on both paths loads the code and opens the connections once.
-  await curl([...curlBase, '-o', '/dev/null', url('warm.bin')], MiB, 'warm-up download');
-  await curl([...curlBase, '-T', warmFile, url('warm-up.bin')], MiB, 'warm-up upload');
+  await gatewayCurl([...curlBase, '-o', '/dev/null', url('warm.bin')], MiB, 'warm-up download');
+  await gatewayCurl([...curlBase, '-T', warmFile, url('warm-up.bin')], MiB, 'warm-up upload');
   await sdkDownload(s3, `${PREFIX}warm.bin`, MiB, maxSeconds);
   await sdkUpload(s3, warmFile, 'direct/warm-up.bin', partSize, maxSeconds);
 
+  const plan = [
+    ['up', ['gatewayUp', 'directUp']],
+    ['down', ['gatewayDown', 'directDown']],
+  ]
+    .filter(([phase]) => phases.has(phase))
+    .map(([, pair]) => pair);
   const pids = { server: server.pid, rgw: rgw.pids };
   const results = Object.fromEntries(Object.keys(transfers).map((k) => [k, []]));
   for (let round = 1; round <= rounds; round++) {
     // Who goes first alternates, so that a slow moment of the machine does not always fall on one side.
-    const pairs = [
-      ['gatewayUp', 'directUp'],
-      ['gatewayDown', 'directDown'],
-    ].map((pair) => (round % 2 ? pair : [...pair].reverse()));
+    const pairs = plan.map((pair) => (round % 2 ? pair : [...pair].reverse()));
     const line = [];
     for (const key of pairs.flat()) {
       const r = await measure(pids, transfers[key].run);
@@ -181,10 +193,7 @@ async function main() {
     console.log(`round ${round}: ${line.join(', ')} MB/s`);
   }
 
-  const table = [
-    ['gatewayUp', 'directUp'],
-    ['gatewayDown', 'directDown'],
-  ].flatMap(([gateway, direct]) => {
+  const table = plan.flatMap(([gateway, direct]) => {
     const ratio = median(results[gateway].map((r) => r.speed)) / median(results[direct].map((r) => r.speed));
     return [row(transfers[gateway].name, results[gateway], ratio), row(transfers[direct].name, results[direct])];
   });
