@@ -243,14 +243,15 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // --- files and curl ---
 
 /**
- * Writes `size` bytes: one 1 MiB random block repeated (TLS does not compress, so repetition costs nothing),
- * and syncs them.
+ * Writes `size` bytes: one 1 MiB random block repeated (TLS does not compress, so repetition costs nothing), each
+ * copy starting with its number, so that bytes stored at the wrong offset change the file's checksum; and syncs them.
  */
 export async function createFile(file, size) {
   const block = randomBytes(MiB);
   const handle = await open(file, 'w');
   try {
     for (let written = 0; written < size; written += MiB) {
+      block.writeUInt32BE(written / MiB, 0);
       await handle.write(block, 0, Math.min(MiB, size - written));
     }
     // Flushed to disk now, so that kernel writeback does not compete with the measurements.

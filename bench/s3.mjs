@@ -16,6 +16,7 @@
 // variables such as S3_PART_SIZE; the direct upload uses the same part size), NODE_OPTIONS (reaches the server and
 // this process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": the later-started profile is the gateway's).
 import { execFile, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,9 +133,12 @@ async function main() {
     });
   const curlBase = ['--ssl-reqd', '-k', '-s', '-S', '--user', `${USER}:${PASSWORD}`, '--max-time', String(maxSeconds)];
   const url = (name) => `ftp://${HOST}:${server.port}/${name}`;
+  const etag = await expectedEtag(file, partSize);
   const checkAndDelete = async (key) => {
     const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
-    if (head.ContentLength !== size) throw new Error(`${key}: ${head.ContentLength} bytes stored, expected ${size}`);
+    if (head.ContentLength !== size || head.ETag !== etag) {
+      throw new Error(`${key}: ${head.ContentLength} bytes, ETag ${head.ETag} stored; expected ${size} bytes, ETag ${etag}`);
+    }
     // Deleted at once: memstore holds every byte in RAM.
     await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
   };
@@ -265,6 +269,21 @@ async function measure(pids, transfer) {
     other: Math.max(0, allCores - (server + r.cpu + rgw) / wall),
     rss: memory,
   };
+}
+
+/**
+ * The ETag S3 gives `file` uploaded in parts of `partSize` (as both the gateway and the direct upload do): the MD5
+ * of the parts' MD5s and their count, or the file's MD5 when it fits one PUT. A stored byte out of place changes it.
+ */
+async function expectedEtag(file, partSize) {
+  const parts = [];
+  const whole = createHash('md5');
+  for await (const part of createReadStream(file, { highWaterMark: partSize })) {
+    parts.push(createHash('md5').update(part).digest());
+    whole.update(part);
+  }
+  if (parts.length === 1) return `"${whole.digest('hex')}"`;
+  return `"${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-${parts.length}"`;
 }
 
 /** Runs `fn` (an SDK transfer in this process) and adds the CPU seconds this process spent meanwhile. */

@@ -86,7 +86,7 @@ async function main() {
   await createFile(path.join(root, 'warm.bin'), MiB);
   console.log(`FTP_ROOT ${filesystemNote(root)}`);
   const took = fix((performance.now() - t0) / 1000, 2);
-  console.log(`created big.bin (${sizeMiB} MiB, a 1 MiB random block repeated, synced) in ${took} s`);
+  console.log(`created big.bin (${sizeMiB} MiB, a 1 MiB random block repeated, numbered, synced) in ${took} s`);
 
   const curlBase = ['--ssl-reqd', '-k', '-s', '-S', '--user', `${USER}:${PASSWORD}`, ...extraCurl];
   const maxTime = String(Math.max(120, Math.ceil(size / 5e6)));
