@@ -9,8 +9,9 @@
 // downloading them again, SHA-256 compared. Prints per run: transfers, misrouted (a file that came back with
 // another's bytes), failed transfers, refusals the server logged on its shared port, wall time and throughput;
 // then the shared runs' throughput against the baseline, and the server's CPU time (the clients run in this one
-// process on the same cores, so throughput also measures them). Exits 1 on any misrouted or failed transfer.
-// A watchdog (SHARED_TIMEOUT_SECONDS, 300) ends the run whatever happens.
+// process on the same cores, so throughput also measures them). SHARED_ROUNDS (3) repeats the three runs in a
+// rotating order and the verdict compares medians: single runs on 2 cores moved by ±30% with the machine's load.
+// Exits 1 on any misrouted or failed transfer. A watchdog (SHARED_TIMEOUT_MINUTES, 15) ends it whatever happens.
 //
 // basic-ftp cannot choose its local address: the spread runs bind every socket the process opens to the address of
 // the session that opens it (net.Socket#connect wrapped, the session found with AsyncLocalStorage).
@@ -19,13 +20,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
-import { cleanupAll, cpuSeconds, envInt, fix, HOST, machineLine, MiB, PASSWORD, startServer, tempDir, USER } from './lib.mjs';
+import { cleanupAll, cpuSeconds, envInt, fix, HOST, machineLine, median, MiB, PASSWORD, runBenchmark, startServer, tempDir, USER, watchdog } from './lib.mjs';
 
 const SESSIONS = envInt('SHARED_SESSIONS', 500, 1);
 const TRANSFERS = envInt('SHARED_TRANSFERS', 5, 1);
 const FILE_BYTES = envInt('SHARED_FILE_KIB', 64, 1) * 1024;
 const ADDRESSES = envInt('SHARED_ADDRESSES', 50, 1);
-const TIMEOUT_SECONDS = envInt('SHARED_TIMEOUT_SECONDS', 300, 10);
+const ROUNDS = envInt('SHARED_ROUNDS', 3, 1);
+const TIMEOUT_MINUTES = envInt('SHARED_TIMEOUT_MINUTES', 15, 1);
 const PASV_BASE = 41_000;
 if (ADDRESSES > 240) throw new Error('SHARED_ADDRESSES: at most 240 (127.0.0.10 … 127.0.0.249)');
 
@@ -97,35 +99,44 @@ async function run(label, { shared, spread }) {
 }
 
 async function main() {
-  const watchdog = setTimeout(() => {
-    process.stderr.write(`watchdog: no result within ${TIMEOUT_SECONDS} s\n`);
-    cleanupAll();
-    process.exit(1);
-  }, TIMEOUT_SECONDS * 1000);
+  const timer = watchdog(TIMEOUT_MINUTES);
   console.log(machineLine());
-  console.log(`${SESSIONS} sessions × ${TRANSFERS} uploads + ${TRANSFERS} downloads of ${FILE_BYTES / 1024} KiB, PROT P, TLS 1.3`);
-  const runs = [
-    await run('shared, 1 port, 1 address', { shared: true, spread: false }),
-    await run(`shared, 1 port, ${ADDRESSES} addresses`, { shared: true, spread: true }),
-    await run(`unshared, ${SESSIONS} ports, ${ADDRESSES} addresses`, { shared: false, spread: true }),
+  console.log(`${SESSIONS} sessions × ${TRANSFERS} uploads + ${TRANSFERS} downloads of ${FILE_BYTES / 1024} KiB, PROT P, TLS 1.3, ${ROUNDS} round(s)`);
+  const configurations = [
+    { label: 'shared, 1 port, 1 address', shared: true, spread: false },
+    { label: `shared, 1 port, ${ADDRESSES} addresses`, shared: true, spread: true },
+    { label: `unshared, ${SESSIONS} ports, ${ADDRESSES} addresses`, shared: false, spread: true },
   ];
-  clearTimeout(watchdog);
-  const baseline = runs[2].mbPerSecond;
-  for (const r of runs) {
-    console.log(
-      `${r.label.padEnd(36)} transfers ${r.transfers}  misrouted ${r.misrouted}  failed sessions ${r.failed}  ` +
-        `refused ${r.refusals}  ${fix(r.seconds)} s  ${fix(r.mbPerSecond)} MB/s (${fix((r.mbPerSecond / baseline) * 100, 0)}% of unshared)  ` +
-        `server CPU ${fix(r.serverCpu)} s`,
-    );
-    for (const e of r.errors) console.log(`  error: ${e}`);
+  const runs = configurations.map(() => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    // Rotated, so that no configuration always runs first (or last) in a round.
+    for (let k = 0; k < configurations.length; k++) {
+      const c = (round + k) % configurations.length;
+      const r = await run(configurations[c].label, configurations[c]);
+      runs[c].push(r);
+      console.log(
+        `round ${round + 1}  ${r.label.padEnd(36)} transfers ${r.transfers}  misrouted ${r.misrouted}  failed sessions ${r.failed}  ` +
+          `refused ${r.refusals}  ${fix(r.seconds)} s  ${fix(r.mbPerSecond)} MB/s  server CPU ${fix(r.serverCpu)} s`,
+      );
+      for (const e of r.errors) console.log(`  error: ${e}`);
+    }
   }
-  console.log(`total data ${fix((runs[0].bytes * 3) / MiB)} MiB`);
-  cleanupAll();
-  process.exit(runs.some((r) => r.misrouted > 0 || r.failed > 0) ? 1 : 0);
+  clearTimeout(timer);
+  const baseline = median(runs[2].map((r) => r.mbPerSecond));
+  const baselineCpu = median(runs[2].map((r) => r.serverCpu));
+  console.log('medians:');
+  for (const [c, list] of runs.entries()) {
+    const mbPerSecond = median(list.map((r) => r.mbPerSecond));
+    const cpu = median(list.map((r) => r.serverCpu));
+    console.log(
+      `  ${configurations[c].label.padEnd(36)} ${fix(mbPerSecond)} MB/s (${fix((mbPerSecond / baseline) * 100, 0)}% of unshared)  ` +
+        `server CPU ${fix(cpu)} s (${fix((cpu / baselineCpu) * 100, 0)}% of unshared)`,
+    );
+  }
+  console.log(`data per run ${fix(runs[0][0].bytes / MiB)} MiB`);
+  await cleanupAll();
+  const broken = runs.flat().some((r) => r.misrouted > 0 || r.failed > 0);
+  if (broken) throw new Error('misrouted or failed transfers (see above)');
 }
 
-main().catch((err) => {
-  console.error(err);
-  cleanupAll();
-  process.exit(1);
-});
+await runBenchmark(main);

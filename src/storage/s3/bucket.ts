@@ -126,10 +126,10 @@ export class Bucket {
     return ((await this.list({ prefix, maxKeys: 1 })).KeyCount ?? 0) > 0;
   }
 
-  /** The bytes from `start` to the end, as a stream. */
-  async get(key: string, start: number, signal: AbortSignal): Promise<Readable> {
+  /** The bytes from `start` to the end, as a stream, of the version `etag` names (else 412, a StorageError 'io'). */
+  async get(key: string, etag: string, start: number, signal: AbortSignal): Promise<Readable> {
     const out = await this.#send('GetObject', () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key, Range: `bytes=${start}-` }), { abortSignal: signal }),
+      this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key, IfMatch: etag, Range: `bytes=${start}-` }), { abortSignal: signal }),
     );
     return out.Body as Readable;
   }

@@ -1,11 +1,12 @@
 import type { Readable } from 'node:stream';
 import type { FileReader } from '../storage.js';
-import type { Bucket } from './bucket.js';
+import type { Bucket, ObjectInfo } from './bucket.js';
 import { s3StorageError } from './s3-errors.js';
 
 /**
  * Reads an object in order from one streaming GET: a read at the position where the last one ended takes the
- * next bytes of the stream; a read elsewhere (a restarted transfer) starts a ranged GET there.
+ * next bytes of the stream; a read elsewhere (a restarted transfer) starts a ranged GET there. Every GET asks for
+ * the version that was opened (If-Match): an object replaced meanwhile fails the transfer rather than mixing two.
  */
 export class S3FileReader implements FileReader {
   #body: AsyncIterator<Buffer> | undefined;
@@ -18,11 +19,11 @@ export class S3FileReader implements FileReader {
   constructor(
     private readonly bucket: Bucket,
     private readonly key: string,
-    private readonly size: number,
+    private readonly info: ObjectInfo,
   ) {}
 
   async read(buffer: Buffer, position: number): Promise<number> {
-    if (position >= this.size || buffer.length === 0) return 0;
+    if (position >= this.info.size || buffer.length === 0) return 0;
     if (this.#body === undefined || position !== this.#position) await this.#open(position);
     let filled = 0;
     try {
@@ -53,7 +54,7 @@ export class S3FileReader implements FileReader {
   async #open(position: number): Promise<void> {
     this.#stop();
     this.#abort = new AbortController();
-    this.#stream = await this.bucket.get(this.key, position, this.#abort.signal);
+    this.#stream = await this.bucket.get(this.key, this.info.etag, position, this.#abort.signal);
     this.#body = this.#stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     this.#position = position;
   }

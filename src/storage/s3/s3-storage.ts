@@ -74,7 +74,7 @@ export class S3Storage implements StorageBackend {
 
   async openRead(p: VirtualPath): Promise<FileReader> {
     const info = await this.#file(p);
-    return new S3FileReader(this.bucket, this.#key(p), info.size);
+    return new S3FileReader(this.bucket, this.#key(p), info);
   }
 
   async openWrite(p: VirtualPath, o: { mode: 'replace' | 'append' | 'resume'; start?: number }): Promise<UploadTarget> {

@@ -5,6 +5,8 @@ import { s3StorageError } from './s3-errors.js';
 
 /** Part uploads of one upload in flight at once: with the part being filled, at most 5 parts are in memory. */
 const PARTS_IN_FLIGHT = 4;
+/** The first part buffer; it doubles up to the part size, so that a small file never holds a whole part. */
+const FIRST_BUFFER_BYTES = 64 * 1024;
 
 /** What an upload keeps of the object it replaces: its first `bytes` (append, resume), read from `source`. */
 export interface KeptPrefix {
@@ -42,7 +44,7 @@ export class S3Upload implements UploadTarget {
     private readonly kept: KeptPrefix,
   ) {
     this.startSize = kept.bytes;
-    this.#part = Buffer.allocUnsafe(partSize);
+    this.#part = Buffer.allocUnsafe(Math.min(partSize, FIRST_BUFFER_BYTES));
   }
 
   async write(chunks: readonly Buffer[]): Promise<void> {
@@ -52,6 +54,7 @@ export class S3Upload implements UploadTarget {
     for (const chunk of chunks) {
       let offset = 0;
       while (offset < chunk.length) {
+        if (this.#filled === this.#part.length) this.#grow();
         const copied = chunk.copy(this.#part, this.#filled, offset);
         this.#filled += copied;
         offset += copied;
@@ -99,8 +102,7 @@ export class S3Upload implements UploadTarget {
     const { bytes, source } = this.kept;
     if (bytes === 0 || !source) return;
     if (bytes < MIN_PART_BYTES) {
-      const head = await this.bucket.getBytes(source.key, 0, bytes);
-      head.copy(this.#part);
+      this.#part = await this.bucket.getBytes(source.key, 0, bytes);
       this.#filled = bytes;
       return;
     }
@@ -115,6 +117,12 @@ export class S3Upload implements UploadTarget {
     }
   }
 
+  #grow(): void {
+    const bigger = Buffer.allocUnsafe(Math.min(this.partSize, this.#part.length * 2));
+    this.#part.copy(bigger, 0, 0, this.#filled);
+    this.#part = bigger;
+  }
+
   async #multipartUploadId(): Promise<string> {
     this.#uploadId ??= await this.bucket.createMultipart(this.key);
     return this.#uploadId;
@@ -127,15 +135,16 @@ export class S3Upload implements UploadTarget {
     const part = this.#nextPart++;
     const full = this.#part;
     const body = full.subarray(0, this.#filled);
-    // A fresh buffer per part (128 of 8 MiB per GiB: new pages for the kernel to zero, full collections to free
-    // them) cost ~7.4 CPU s/GB and ~100 MiB of RSS growth in the 1 GiB upload benchmark; reused, ~2.9 s and ~45 MiB.
+    // A file that filled one part will likely fill the next. A fresh buffer per part (128 of 8 MiB per GiB: new pages
+    // for the kernel to zero, full collections to free them) cost ~7.4 CPU s/GB and ~100 MiB of RSS growth in the
+    // 1 GiB upload benchmark; reused, ~2.9 s and ~45 MiB.
     this.#part = this.#spare.pop() ?? Buffer.allocUnsafe(this.partSize);
     this.#filled = 0;
     const sending = this.bucket.uploadPart(this.key, uploadId, part, body, this.#abort.signal).then(
       (done) => {
         this.#parts.push(done);
         // The request has ended, so its body was sent: the buffer is free. After a failure no more parts follow.
-        this.#spare.push(full);
+        if (full.length === this.partSize) this.#spare.push(full);
       },
       (err: unknown) => {
         this.#failure ??= s3StorageError(err, 'UploadPart');
