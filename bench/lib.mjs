@@ -1,8 +1,9 @@
 // Shared helpers for the benchmark scripts: run the built server as a child process, sample its RSS and
 // CPU time from /proc, format tables. Plain Node ESM; nothing here is imported by the server.
 import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
@@ -238,6 +239,67 @@ function answers220(port) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// --- files and curl ---
+
+/**
+ * Writes `size` bytes: one 1 MiB random block repeated (TLS does not compress, so repetition costs nothing), each
+ * copy starting with its number, so that bytes stored at the wrong offset change the file's checksum; and syncs them.
+ */
+export async function createFile(file, size) {
+  const block = randomBytes(MiB);
+  const handle = await open(file, 'w');
+  try {
+    for (let written = 0; written < size; written += MiB) {
+      block.writeUInt32BE(written / MiB, 0);
+      await handle.write(block, 0, Math.min(MiB, size - written));
+    }
+    // Flushed to disk now, so that kernel writeback does not compete with the measurements.
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Runs curl (through `sh -c 'curl …; times'`, which also reports curl's CPU time); resolves
+ * { speed (bytes/s), bytes, seconds, cpu (curl's user+sys seconds) }. Fails on a non-zero exit or a short transfer.
+ */
+export function curl(args, expectBytes, what) {
+  return new Promise((resolve, reject) => {
+    const fmt = '%{speed_download} %{speed_upload} %{size_download} %{size_upload} %{time_total}\\n';
+    const child = spawn('sh', ['-c', 'curl "$@"; rc=$?; times; exit $rc', 'sh', ...args, '-w', fmt], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code !== 0) return reject(new Error(`curl ${what} failed (exit ${code}): ${err.trim()}`));
+      const lines = out.trim().split('\n');
+      const [down, up, sizeDown, sizeUp, total] = lines[0].trim().split(/\s+/).map(Number);
+      // `times`: the shell's own user/sys, then its children's (curl's), as 0m1.234s.
+      const cpu = (lines.at(-1).match(/(\d+)m([\d.]+)s/g) ?? [])
+        .map((t) => /(\d+)m([\d.]+)s/.exec(t))
+        .reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
+      const bytes = Math.max(sizeDown, sizeUp);
+      if (expectBytes !== undefined && bytes !== expectBytes) {
+        return reject(new Error(`curl ${what}: ${bytes} bytes, expected ${expectBytes}`));
+      }
+      resolve({ speed: Math.max(down, up), bytes, seconds: total, cpu });
+    });
+  });
+}
+
+/** Busy and total jiffies of all CPUs, from /proc/stat. */
+export async function cpuTotals() {
+  const first = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = first[3] + (first[4] ?? 0);
+  const total = first.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
 
 // --- /proc sampling ---
 

@@ -34,6 +34,9 @@ import {
   USER,
   cleanupAll,
   cpuSeconds,
+  cpuTotals,
+  createFile,
+  curl,
   envInt,
   filesystemNote,
   fix,
@@ -83,7 +86,7 @@ async function main() {
   await createFile(path.join(root, 'warm.bin'), MiB);
   console.log(`FTP_ROOT ${filesystemNote(root)}`);
   const took = fix((performance.now() - t0) / 1000, 2);
-  console.log(`created big.bin (${sizeMiB} MiB, a 1 MiB random block repeated, synced) in ${took} s`);
+  console.log(`created big.bin (${sizeMiB} MiB, a 1 MiB random block repeated, numbered, synced) in ${took} s`);
 
   const curlBase = ['--ssl-reqd', '-k', '-s', '-S', '--user', `${USER}:${PASSWORD}`, ...extraCurl];
   const maxTime = String(Math.max(120, Math.ceil(size / 5e6)));
@@ -172,24 +175,6 @@ async function main() {
   await cleanupAll();
 }
 
-/**
- * Writes `size` bytes: one 1 MiB random block repeated (TLS does not compress, so repetition costs nothing),
- * and syncs them.
- */
-async function createFile(file, size) {
-  const block = (await import('node:crypto')).randomBytes(MiB);
-  const handle = await fs.open(file, 'w');
-  try {
-    for (let written = 0; written < size; written += MiB) {
-      await handle.write(block, 0, Math.min(MiB, size - written));
-    }
-    // Flushed to disk now, so that kernel writeback does not compete with the measurements.
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /** Page-cache write speed of FTP_ROOT's disk: `size` bytes in 1 MiB writes to a new file, then removed. */
 async function diskWriteSpeeds(root, size, runs) {
   const block = Buffer.alloc(MiB, 0x5a);
@@ -204,38 +189,6 @@ async function diskWriteSpeeds(root, size, runs) {
     await fs.rm(target);
   }
   return speeds;
-}
-
-/**
- * Runs curl (through `sh -c 'curl …; times'`, which also reports curl's CPU time); resolves
- * { speed (bytes/s), bytes, seconds, cpu (curl's user+sys seconds) }. Fails on a non-zero exit or a short transfer.
- */
-function curl(args, expectBytes, what) {
-  return new Promise((resolve, reject) => {
-    const fmt = '%{speed_download} %{speed_upload} %{size_download} %{size_upload} %{time_total}\\n';
-    const child = spawn('sh', ['-c', 'curl "$@"; rc=$?; times; exit $rc', 'sh', ...args, '-w', fmt], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      if (code !== 0) return reject(new Error(`curl ${what} failed (exit ${code}): ${err.trim()}`));
-      const lines = out.trim().split('\n');
-      const [down, up, sizeDown, sizeUp, total] = lines[0].trim().split(/\s+/).map(Number);
-      // `times`: the shell's own user/sys, then its children's (curl's), as 0m1.234s.
-      const cpu = (lines.at(-1).match(/(\d+)m([\d.]+)s/g) ?? [])
-        .map((t) => /(\d+)m([\d.]+)s/.exec(t))
-        .reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
-      const bytes = Math.max(sizeDown, sizeUp);
-      if (expectBytes !== undefined && bytes !== expectBytes) {
-        return reject(new Error(`curl ${what}: ${bytes} bytes, expected ${expectBytes}`));
-      }
-      resolve({ speed: Math.max(down, up), bytes, seconds: total, cpu });
-    });
-  });
 }
 
 async function negotiated(args) {
@@ -257,14 +210,6 @@ async function parallelDownloads(download, n, size) {
   const seconds = (performance.now() - start) / 1000;
   const cpu = each.reduce((sum, r) => sum + r.cpu, 0);
   return { speed: (n * size) / seconds, bytes: n * size, seconds, cpu, perStream: each.map((r) => r.speed) };
-}
-
-/** Busy and total jiffies of all CPUs, from /proc/stat. */
-async function cpuTotals() {
-  const first = (await fs.readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const idle = first[3] + (first[4] ?? 0);
-  const total = first.reduce((a, b) => a + b, 0);
-  return { busy: total - idle, total };
 }
 
 /** Runs `fn` `runs` times while sampling the server's RSS and CPU. */
