@@ -4,6 +4,8 @@ import type { AuthFailure, AuthResult } from '../auth/user-store.js';
 
 export type TransferDirection = 'upload' | 'download' | 'listing';
 export type TransferResult = 'ok' | 'aborted' | 'failed';
+/** How an S3 request ended: a 404 is the answer "absent" (HeadObject of a name that is free), not a failure. */
+export type S3RequestResult = 'ok' | 'not_found' | 'error';
 export type TlsChannel = 'control' | 'data';
 /** Why PASV/EPSV found no port: the range is exhausted, or the client's address holds PASV_MAX_PER_IP. */
 export type PassiveRefusal = 'exhausted' | 'address_limit';
@@ -220,7 +222,7 @@ export class Metrics {
     this.#eventsDropped.inc({ reason }, count);
   }
 
-  s3Request(operation: string, result: 'ok' | 'not_found' | 'error', seconds: number): void {
+  s3Request(operation: string, result: S3RequestResult, seconds: number): void {
     this.#s3Requests.inc({ operation, result });
     this.#s3Latency.observe({ operation }, seconds);
   }

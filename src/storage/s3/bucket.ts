@@ -20,6 +20,7 @@ import {
   type CompletedPart,
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
+import type { S3RequestResult } from '../../observability/metrics.js';
 import { StorageError } from '../storage.js';
 import { s3StorageError } from './s3-errors.js';
 
@@ -35,9 +36,6 @@ export interface S3Settings {
   readonly caPath?: string | undefined;
   readonly partSize: number;
 }
-
-/** How an S3 request ended: a 404 is the answer "absent" (HeadObject of a name that is free), not a failure. */
-export type S3RequestResult = 'ok' | 'not_found' | 'error';
 
 /** Called once per S3 request with its operation (e.g. "PutObject"), result and duration. */
 export type S3RequestObserver = (operation: string, result: S3RequestResult, seconds: number) => void;
@@ -119,11 +117,6 @@ export class Bucket {
   list(o: { prefix: string; delimiter?: string; maxKeys?: number; token?: string | undefined; signal?: AbortSignal }): Promise<ListObjectsV2CommandOutput> {
     const input = { Bucket: this.name, Prefix: o.prefix, Delimiter: o.delimiter, MaxKeys: o.maxKeys, ContinuationToken: o.token };
     return this.#send('ListObjectsV2', () => this.client.send(new ListObjectsV2Command(input), { abortSignal: o.signal }));
-  }
-
-  /** Whether any key starts with `prefix`. */
-  async hasKeysUnder(prefix: string): Promise<boolean> {
-    return ((await this.list({ prefix, maxKeys: 1 })).KeyCount ?? 0) > 0;
   }
 
   /** The bytes from `start` to the end, as a stream, of the version `etag` names (else 412, a StorageError 'io'). */

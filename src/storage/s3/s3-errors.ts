@@ -62,4 +62,3 @@ export function s3StorageError(err: unknown, operation: string): StorageError {
   return new StorageError(kindOf(e), undefined, { cause });
 }
 
-export const isNotFound = (err: unknown): boolean => err instanceof StorageError && err.kind === 'not-found';

@@ -54,10 +54,10 @@ export class S3StorageProvider implements StorageProvider {
 
   /** A home needs no marker: the root of a tree exists whether or not a key lies under it. */
   open(account: Account): Promise<StorageBackend> {
-    return Promise.resolve(new S3Storage(this.bucket, this.homePrefix(account.homeDir), this.settings.partSize));
+    return Promise.resolve(new S3Storage(this.bucket, this.#homePrefix(account.homeDir), this.settings.partSize));
   }
 
-  homePrefix(homeDir: string): string {
+  #homePrefix(homeDir: string): string {
     const relative = path.relative(this.root, homeDir).split(path.sep).filter(Boolean);
     return this.settings.prefix + relative.map((part) => `${part}/`).join('');
   }

@@ -29,8 +29,7 @@ export class S3Upload implements UploadTarget {
   readonly #spare: Buffer[] = [];
   #filled = 0;
   #nextPart = 1;
-  #uploadId: string | undefined;
-  /** The CreateMultipartUpload under way or done: abort() may come while a write() waits for it. */
+  /** The CreateMultipartUpload under way or done, once a part needs it: abort() may come while a write() waits for it. */
   #creating: Promise<string> | undefined;
   readonly #parts: CompletedPart[] = [];
   readonly #inFlight = new Set<Promise<void>>();
@@ -71,13 +70,13 @@ export class S3Upload implements UploadTarget {
     try {
       this.#prepared ??= this.#keepPrefix();
       await this.#prepared;
-      if (this.#uploadId === undefined) {
+      if (this.#creating === undefined) {
         await this.bucket.put(this.key, this.#part.subarray(0, this.#filled));
       } else {
         if (this.#filled > 0) await this.#sendPart();
         await Promise.all(this.#inFlight);
         if (this.#failure) throw this.#failure;
-        await this.bucket.completeMultipart(this.key, this.#uploadId, this.#parts.sort((a, b) => a.PartNumber! - b.PartNumber!));
+        await this.bucket.completeMultipart(this.key, await this.#creating, this.#parts.sort((a, b) => a.PartNumber! - b.PartNumber!));
       }
     } catch (err) {
       await this.#discard();
@@ -126,7 +125,7 @@ export class S3Upload implements UploadTarget {
   }
 
   #multipartUploadId(): Promise<string> {
-    this.#creating ??= this.bucket.createMultipart(this.key).then((id) => (this.#uploadId = id));
+    this.#creating ??= this.bucket.createMultipart(this.key);
     return this.#creating;
   }
 
