@@ -17,7 +17,9 @@
 // the session that opens it (net.Socket#connect wrapped, the session found with AsyncLocalStorage).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import { Readable, Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { cleanupAll, cpuSeconds, envInt, fix, HOST, machineLine, median, MiB, PASSWORD, runBenchmark, startServer, tempDir, USER, watchdog } from './lib.mjs';
@@ -28,7 +30,8 @@ const FILE_BYTES = envInt('SHARED_FILE_KIB', 64, 1) * 1024;
 const ADDRESSES = envInt('SHARED_ADDRESSES', 50, 1);
 const ROUNDS = envInt('SHARED_ROUNDS', 3, 1);
 const TIMEOUT_MINUTES = envInt('SHARED_TIMEOUT_MINUTES', 15, 1);
-const PASV_BASE = 41_000;
+// Below the kernel's ephemeral range (32768–60999), where the clients' own sockets would take passive ports.
+const PASV_BASE = 24_000;
 if (ADDRESSES > 240) throw new Error('SHARED_ADDRESSES: at most 240 (127.0.0.10 … 127.0.0.249)');
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
@@ -41,6 +44,12 @@ net.Socket.prototype.connect = function (options, ...rest) {
   }
   return connect.call(this, options, ...rest);
 };
+
+/** CPU-seconds all cores spent idle since boot (/proc/stat), to tell a CPU-bound run from one waiting on latency. */
+function machineIdleSeconds() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
+  return Number(fields[4]) / 100;
+}
 
 async function session(port, index, result) {
   const client = new Client(30_000);
@@ -86,6 +95,8 @@ async function run(label, { shared, spread }) {
   let refusals = 0;
   server.child.stdout.on('data', (c) => (refusals += String(c).split('shared passive port: data connection refused').length - 1));
   const result = { transfers: 0, bytes: 0, misrouted: 0, failed: 0, errors: [] };
+  const clientCpuBefore = process.cpuUsage();
+  const idleBefore = machineIdleSeconds();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: SESSIONS }, (_, i) =>
@@ -94,8 +105,11 @@ async function run(label, { shared, spread }) {
   );
   const seconds = (performance.now() - started) / 1000;
   const serverCpu = cpuSeconds(server.pid);
+  const clientUsage = process.cpuUsage(clientCpuBefore);
+  const clientCpu = (clientUsage.user + clientUsage.system) / 1e6;
+  const idle = (machineIdleSeconds() - idleBefore) / (seconds * os.cpus().length);
   await server.stop();
-  return { label, ...result, refusals, seconds, serverCpu, mbPerSecond: result.bytes / 1e6 / seconds };
+  return { label, ...result, refusals, seconds, serverCpu, clientCpu, idle, mbPerSecond: result.bytes / 1e6 / seconds };
 }
 
 async function main() {
@@ -116,7 +130,7 @@ async function main() {
       runs[c].push(r);
       console.log(
         `round ${round + 1}  ${r.label.padEnd(36)} transfers ${r.transfers}  misrouted ${r.misrouted}  failed sessions ${r.failed}  ` +
-          `refused ${r.refusals}  ${fix(r.seconds)} s  ${fix(r.mbPerSecond)} MB/s  server CPU ${fix(r.serverCpu)} s`,
+          `refused ${r.refusals}  ${fix(r.seconds)} s  ${fix(r.mbPerSecond)} MB/s  server CPU ${fix(r.serverCpu)} s  client CPU ${fix(r.clientCpu)} s  machine idle ${fix(r.idle * 100, 0)}%`,
       );
       for (const e of r.errors) console.log(`  error: ${e}`);
     }

@@ -169,7 +169,7 @@ export class PassiveRequest implements PassiveChannel {
   ) {
     this.replyBeforeConnect = routedByClientHello ? () => this.accepting && this.protectedData : undefined;
     // Unclaimed for this long, from PASV on: the connection (if any) is dropped and the port freed.
-    this.timer = setTimeout(() => this.fail(notConnected()), o.timeoutMs);
+    this.timer = setTimeout(() => this.fail(notConnected), o.timeoutMs);
   }
 
   /** Still waiting for its client's connection. */
@@ -221,9 +221,10 @@ export class PassiveRequest implements PassiveChannel {
     return this.connection;
   }
 
-  private fail(err: FtpError): void {
+  /** `err` is made only if it is the outcome: every transfer disposes its request, and an error's stack costs. */
+  private fail(err: () => FtpError): void {
     if (this.taken) return;
-    this.failure ??= err;
+    this.failure ??= err();
     clearTimeout(this.timer);
     clearTimeout(this.grace);
     this.closeListener();
@@ -266,6 +267,6 @@ export class PassiveRequest implements PassiveChannel {
   }
 
   dispose(): void {
-    this.fail(new FtpError(Code.CannotOpenDataConnection, 'Data connection was cancelled'));
+    this.fail(() => new FtpError(Code.CannotOpenDataConnection, 'Data connection was cancelled'));
   }
 }

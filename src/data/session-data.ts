@@ -3,7 +3,7 @@ import type { ProxyPolicy } from '../net/proxy-protocol.js';
 import type { LogThrottle } from '../observability/log-throttle.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { ResumptionOffer } from '../tls/client-hello.js';
+import type { ResumptionIdentity } from '../tls/session-contexts.js';
 import { activeChannel } from './active.js';
 import type { PendingDataChannel } from './data-channel.js';
 import { openPassive, type PassiveChannel, type PassiveRequestOptions } from './passive.js';
@@ -33,8 +33,8 @@ export interface SessionDataOptions {
   readonly local: DataEndpoint;
   /** Decided when the data connection opens: PROT P may come after PASV. */
   readonly tlsPolicy: () => DataTlsPolicy | undefined;
-  /** Whether a ClientHello resumes this session's TLS session (SessionTlsContexts.offeredBy). */
-  readonly offeredBy: (offer: ResumptionOffer) => boolean;
+  /** The session's TLS contexts, once it has them: what its data connections' ClientHellos are recognized by. */
+  readonly resumption: () => ResumptionIdentity | undefined;
 }
 
 /**
@@ -61,7 +61,7 @@ export class SessionDataChannels {
     };
     const shared = this.o.sharedPassive;
     const channel: PassiveChannel = shared
-      ? shared.request({ ...request, holder: peer.address, offeredBy: this.o.offeredBy })
+      ? shared.request({ ...request, holder: peer.address, resumption: this.o.resumption() })
       : await openPassive({
           ...request,
           pool: this.o.ports,

@@ -55,15 +55,16 @@ export function openDataConnection(
   withStallTimeout(secure, o.stallTimeoutMs);
   const handshake = new Promise<net.Socket>((resolve, reject) => {
     let settled = false;
-    const fail = (reason: TlsFailureReason, error: FtpError) => {
+    // The error is made only when it is the outcome: 'close' comes after every transfer, and an error's stack costs.
+    const fail = (reason: TlsFailureReason, error: () => FtpError) => {
       clearTimeout(timer);
       if (settled) return;
       settled = true;
       policy.handshakeFailed(reason);
-      reject(error);
+      reject(error());
     };
     const timer = setTimeout(() => {
-      fail('timeout', new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out'));
+      fail('timeout', () => new FtpError(Code.CannotOpenDataConnection, 'TLS handshake on data connection timed out'));
       // Free the socket even if no transfer is waiting for it.
       secure.destroy();
     }, policy.handshakeTimeoutMs);
@@ -73,10 +74,7 @@ export function openDataConnection(
         // Cut here, inside the handshake callback: the session ticket of this fresh handshake (encrypted under
         // this session's keys) must never reach a client that could not resume, or it could resume next time.
         secure.destroy();
-        fail(
-          'reuse_required',
-          new FtpError(Code.NetworkProtocolNotSupported, REUSE_REQUIRED_TEXT),
-        );
+        fail('reuse_required', () => new FtpError(Code.NetworkProtocolNotSupported, REUSE_REQUIRED_TEXT));
         return;
       }
       settled = true;
@@ -88,11 +86,11 @@ export function openDataConnection(
     secure.once('error', (err) => {
       fail(
         handshakeFailureReason(err),
-        new FtpError(Code.NetworkProtocolNotSupported, 'TLS handshake on data connection failed', { cause: err }),
+        () => new FtpError(Code.NetworkProtocolNotSupported, 'TLS handshake on data connection failed', { cause: err }),
       );
     });
     secure.once('close', () => {
-      fail('closed', new FtpError(Code.CannotOpenDataConnection, 'Data connection closed during TLS handshake'));
+      fail('closed', () => new FtpError(Code.CannotOpenDataConnection, 'Data connection closed during TLS handshake'));
     });
   });
   // Errors surface through ready(); a connection nobody waits for must not raise an unhandled rejection.

@@ -154,7 +154,7 @@ export class Session implements CommandContext {
       peer: this.peer,
       local: this.local,
       tlsPolicy: () => this.dataTlsPolicy(),
-      offeredBy: (offer) => this.sessionTls().offeredBy(offer),
+      resumption: () => this.tlsContexts,
     });
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     // In implicit mode the server checked the first bytes before TLS (src/server/ftp-server.ts).

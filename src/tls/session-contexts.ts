@@ -35,20 +35,23 @@ import { createPrivateKey, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { TlsMaterial, TlsPair } from './certificates.js';
-import type { ResumptionOffer } from './client-hello.js';
+/**
+ * What names one session in a ClientHello (client-hello.ts): its tickets' key name, or a TLS 1.2 session ID it
+ * issued. Shared passive ports route by it; the handshake still has to resume for real.
+ */
+export interface ResumptionIdentity {
+  /** The key name of every ticket this session issues; undefined when sessions share contexts (no proof then). */
+  readonly ticketKeyName: string | undefined;
+  issuedSessionId(idHex: string): boolean;
+}
 
-export interface SessionTlsContexts {
+export interface SessionTlsContexts extends ResumptionIdentity {
   readonly control: tls.SecureContext;
   readonly data: tls.SecureContext;
   /** The `server` option of the control connection's TLSSocket: records the session IDs it issues. */
   readonly controlSessionIds: net.Server;
   /** The `server` option of data connections' TLSSockets: resumes those IDs only. */
   readonly dataSessionIds: net.Server;
-  /**
-   * Whether a ClientHello's resumption offer names this session: a ticket under its keys or an ID it issued.
-   * Shared passive ports route by it; the handshake still has to resume for real.
-   */
-  offeredBy(offer: ResumptionOffer): boolean;
   /**
    * The session tickets the next data handshakes send. Downloads: a fresh ticket, also when resuming: OpenSSL
    * clients use a TLS 1.3 ticket once, and without a new one curl's second transfer on one control connection
@@ -175,12 +178,16 @@ export class TlsContextFactory {
     const ticketsFor = (purpose: TransferPurpose) => {
       policy = purpose === 'download' ? { issue: true, renew: true } : { issue: false, renew: false };
     };
-    const keyName = ticketKeys.toString('hex', 0, 16);
     const ids = sessionIdCache();
-    const offeredBy = (offer: ResumptionOffer) =>
-      ownSession &&
-      (offer.ticketKeyNames.includes(keyName) || (offer.sessionId !== undefined && ids.issued(offer.sessionId)));
-    return Object.freeze({ control, data, controlSessionIds: ids.controlSessionIds, dataSessionIds: ids.dataSessionIds, offeredBy, ticketsFor });
+    return Object.freeze({
+      control,
+      data,
+      controlSessionIds: ids.controlSessionIds,
+      dataSessionIds: ids.dataSessionIds,
+      ticketKeyName: ownSession ? ticketKeys.toString('hex', 0, 16) : undefined,
+      issuedSessionId: (idHex: string) => ownSession && ids.issued(idHex),
+      ticketsFor,
+    });
   }
 }
 
