@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -22,6 +21,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { S3RequestResult } from '../../observability/metrics.js';
 import { StorageError } from '../storage.js';
+import { ObjectBody, ObjectGetHandler } from './object-get-handler.js';
 import { s3StorageError } from './s3-errors.js';
 
 export interface S3Settings {
@@ -53,6 +53,8 @@ export const MIN_PART_BYTES = 5 * 1024 ** 2;
 export const MAX_PARTS = 10_000;
 // Part uploads of one transfer in flight, plus requests of listings and other sessions.
 const MAX_SOCKETS = 64;
+const CONNECTION_TIMEOUT_MS = 10_000;
+const IDLE_TIMEOUT_MS = 120_000;
 
 /**
  * The bucket, as the storage code needs it: one method per S3 request, every failure a StorageError (s3-errors.ts).
@@ -61,12 +63,14 @@ const MAX_SOCKETS = 64;
  */
 export class Bucket {
   readonly client: S3Client;
+  /** The client of streamed GetObject requests: one connection each, the body read into a reused buffer. */
+  readonly #bodies: S3Client;
   readonly name: string;
 
   constructor(settings: S3Settings, observe?: S3RequestObserver) {
     const ca = settings.caPath === undefined ? undefined : readFileSync(settings.caPath);
     this.name = settings.bucket;
-    this.client = new S3Client({
+    const config = {
       region: settings.region,
       endpoint: settings.endpoint,
       forcePathStyle: settings.forcePathStyle,
@@ -74,32 +78,22 @@ export class Bucket {
       credentials: settings.credentials && { ...settings.credentials },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+    } as const;
+    this.client = new S3Client({
+      ...config,
       requestHandler: {
         httpAgent: new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
         httpsAgent: new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(ca && { ca }) }),
-        connectionTimeout: 10_000,
+        connectionTimeout: CONNECTION_TIMEOUT_MS,
         // Inactivity, not duration: a part upload may take long, but never sit silent this long.
-        requestTimeout: 120_000,
+        requestTimeout: IDLE_TIMEOUT_MS,
       },
     });
-    if (observe) {
-      this.client.middlewareStack.add(
-        (next, context) => async (args) => {
-          const started = performance.now();
-          const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
-          try {
-            const output = await next(args);
-            observe(operation, 'ok', (performance.now() - started) / 1000);
-            return output;
-          } catch (err) {
-            const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-            observe(operation, status === 404 ? 'not_found' : 'error', (performance.now() - started) / 1000);
-            throw err;
-          }
-        },
-        { step: 'initialize', name: 'ftpsGatewayRequestMetrics' },
-      );
-    }
+    this.#bodies = new S3Client({
+      ...config,
+      requestHandler: new ObjectGetHandler({ ca, connectionTimeoutMs: CONNECTION_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS }),
+    });
+    if (observe) for (const client of [this.client, this.#bodies]) observeRequests(client, observe);
   }
 
   /** The object's size, time and ETag; undefined when there is none. */
@@ -119,12 +113,13 @@ export class Bucket {
     return this.#send('ListObjectsV2', () => this.client.send(new ListObjectsV2Command(input), { abortSignal: o.signal }));
   }
 
-  /** The bytes from `start` to the end, as a stream, of the version `etag` names (else 412, a StorageError 'io'). */
-  async get(key: string, etag: string, start: number, signal: AbortSignal): Promise<Readable> {
+  /** The bytes from `start` to the end of the version `etag` names (else 412, a StorageError 'io'). */
+  async get(key: string, etag: string, start: number, signal: AbortSignal): Promise<ObjectBody> {
     const out = await this.#send('GetObject', () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key, IfMatch: etag, Range: `bytes=${start}-` }), { abortSignal: signal }),
+      this.#bodies.send(new GetObjectCommand({ Bucket: this.name, Key: key, IfMatch: etag, Range: `bytes=${start}-` }), { abortSignal: signal }),
     );
-    return out.Body as Readable;
+    if (!(out.Body instanceof ObjectBody)) throw new StorageError('io', undefined, { cause: new Error('S3 GetObject: the SDK wrapped the body') });
+    return out.Body;
   }
 
   /** Bytes start..end-1, whole in memory (small ranges only). */
@@ -232,4 +227,24 @@ export class Bucket {
       throw s3StorageError(err, operation);
     }
   }
+}
+
+/** Counts and times every request of `client` by operation (ftps_s3_requests_total, ftps_s3_request_duration_seconds). */
+function observeRequests(client: S3Client, observe: S3RequestObserver): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const started = performance.now();
+      const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
+      try {
+        const output = await next(args);
+        observe(operation, 'ok', (performance.now() - started) / 1000);
+        return output;
+      } catch (err) {
+        const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        observe(operation, status === 404 ? 'not_found' : 'error', (performance.now() - started) / 1000);
+        throw err;
+      }
+    },
+    { step: 'initialize', name: 'ftpsGatewayRequestMetrics' },
+  );
 }

@@ -1,20 +1,18 @@
-import type { Readable } from 'node:stream';
 import { StorageError, type FileReader } from '../storage.js';
 import type { Bucket, ObjectInfo } from './bucket.js';
+import type { ObjectBody } from './object-get-handler.js';
 import { s3StorageError } from './s3-errors.js';
 
 /**
  * Reads an object in order from one streaming GET: a read at the position where the last one ended takes the
- * next bytes of the stream; a read elsewhere (a restarted transfer) starts a ranged GET there. Every GET asks for
+ * next bytes of the body; a read elsewhere (a restarted transfer) starts a ranged GET there. Every GET asks for
  * the version that was opened (If-Match): an object replaced meanwhile fails the transfer rather than mixing two.
  */
 export class S3FileReader implements FileReader {
-  #body: AsyncIterator<Buffer> | undefined;
-  #stream: Readable | undefined;
+  #body: ObjectBody | undefined;
   #abort = new AbortController();
-  /** The position of the next byte the stream yields (the first of #rest when there is one). */
+  /** The position of the next byte the body yields. */
   #position = 0;
-  #rest: Buffer | undefined;
   #closed = false;
 
   constructor(
@@ -31,11 +29,9 @@ export class S3FileReader implements FileReader {
     let filled = 0;
     try {
       while (filled < buffer.length) {
-        const chunk = this.#rest ?? (await this.#next());
-        if (chunk === undefined) break;
-        const taken = chunk.copy(buffer, filled);
-        filled += taken;
-        this.#rest = taken < chunk.length ? chunk.subarray(taken) : undefined;
+        const n = await this.#body!.readInto(buffer.subarray(filled));
+        if (n === 0) break;
+        filled += n;
       }
     } catch (err) {
       throw s3StorageError(err, 'GetObject');
@@ -50,24 +46,16 @@ export class S3FileReader implements FileReader {
     return Promise.resolve();
   }
 
-  async #next(): Promise<Buffer | undefined> {
-    const { value, done } = await this.#body!.next();
-    return done ? undefined : value;
-  }
-
   async #open(position: number): Promise<void> {
     this.#stop();
     this.#abort = new AbortController();
-    this.#stream = await this.bucket.get(this.key, this.info.etag, position, this.#abort.signal);
-    this.#body = this.#stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    this.#body = await this.bucket.get(this.key, this.info.etag, position, this.#abort.signal);
     this.#position = position;
   }
 
   #stop(): void {
     this.#abort.abort();
-    this.#stream?.destroy();
-    this.#stream = undefined;
+    this.#body?.destroy();
     this.#body = undefined;
-    this.#rest = undefined;
   }
 }
