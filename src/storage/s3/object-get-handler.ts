@@ -146,14 +146,15 @@ export class ObjectBody extends Readable {
   /** The socket read `n` bytes into #chunk; false pauses it until they are taken. */
   #onRead(n: number): boolean {
     if (this.#head !== undefined) return this.#onHeadBytes(n);
-    return this.#onBodyBytes(0, n);
+    return this.#onBodyBytes(n);
   }
 
-  #onBodyBytes(start: number, end: number): boolean {
-    const n = Math.min(end - start, this.#unreceived);
+  /** `received` body bytes are at the start of #chunk (any beyond Content-Length are dropped). */
+  #onBodyBytes(received: number): boolean {
+    const n = Math.min(received, this.#unreceived);
     this.#unreceived -= n;
-    this.#start = start;
-    this.#end = start + n;
+    this.#start = 0;
+    this.#end = n;
     if (this.#unreceived === 0) this.#socket.destroy();
     this.#wake();
     if (n === 0) return true;
@@ -196,7 +197,7 @@ export class ObjectBody extends Readable {
     this.#resolveResponse({ response });
     // The body bytes that came with the head, moved to the buffer's start (copy() is memmove-safe).
     const bodyBytes = bytes.copy(this.#chunk, 0, headEnd + 4);
-    return this.#onBodyBytes(0, bodyBytes);
+    return this.#onBodyBytes(bodyBytes);
   }
 
   #onEnd(): void {
