@@ -1,11 +1,13 @@
 /*
  * The transport of streamed GetObject requests (src/storage/s3/object-get-handler.ts): bodies read into one reused
  * buffer. Its use: byte-exact reads from Ceph RGW, ranged, over plain HTTP and over TLS with S3_CA_PATH, a reader
- * slower than the store's idle timeout. Its abuse, by a store or a network that misbehaves: a connection cut in
- * the middle of a body, a body without Content-Length, an endless response head, a store gone silent. Each ends
- * in a StorageError within the timeouts, never a hang or a short file reported as whole.
+ * slower than the store's idle timeout, no port of the gateway left in TIME_WAIT. Its abuse, by a store or a
+ * network that misbehaves: a connection cut in the middle of a body, a body without Content-Length, an endless
+ * response head, a store gone silent. Each ends in a StorageError within the timeouts, never a hang or a short
+ * file reported as whole.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -56,7 +58,20 @@ function relayTo(target: URL, cutAfter = Number.POSITIVE_INFINITY): (socket: net
       if (chunk.length < room) client.write(chunk);
       else client.write(chunk.subarray(0, room), () => client.destroy());
     });
+    store.on('end', () => client.end());
   };
+}
+
+/** Connections of this machine in TIME_WAIT towards local port `port` (/proc/net/tcp, tcp6). */
+function timeWaitTowards(port: number): number {
+  let count = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const [, , remote, state] = line.trim().split(/\s+/);
+      if (state === '06' && parseInt(remote!.split(':')[1]!, 16) === port) count++;
+    }
+  }
+  return count;
 }
 
 /** Reads the whole reader from `start` through a 512 KiB buffer, as a download does. */
@@ -149,6 +164,23 @@ describe.skipIf(skipS3)('streamed GetObject bodies', () => {
       if (parts.length <= 2) await new Promise((resolve) => setTimeout(resolve, 700));
     }
     expect(sha256(Buffer.concat(parts))).toBe(sha256(content));
+  });
+
+  it('GETs leave no connection in TIME_WAIT on the gateway: the store closes first, a GET given up is reset', async () => {
+    const port = await listen(relayTo(new URL(s3.settings.endpoint!)));
+    const bucket = new Bucket({ ...s3.settings, endpoint: `http://127.0.0.1:${port}` });
+    const buffer = Buffer.alloc(512 * 1024);
+    for (let i = 0; i < 10; i++) {
+      const whole = new S3FileReader(bucket, 'object.bin', info);
+      expect((await readAll(whole)).length).toBe(OBJECT_BYTES);
+      await whole.close();
+      const givenUp = new S3FileReader(bucket, 'object.bin', info);
+      await givenUp.read(buffer, 0);
+      await givenUp.close();
+    }
+    // The closes complete within a round trip on loopback.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(timeWaitTowards(port)).toBe(0);
   });
 
   it('a connection cut in the middle of the body fails the read (451), after the bytes that came', async () => {

@@ -26,6 +26,8 @@ const READ_BUFFER_BYTES = 256 * 1024;
 const MAX_HEAD_BYTES = 64 * 1024;
 /** An error document read until the connection closes (no Content-Length) is cut at this size. */
 const MAX_UNFRAMED_BODY_BYTES = 64 * 1024;
+/** After the whole body, how long the store may take to close the connection before it is cut. */
+const CLOSE_WAIT_MS = 5_000;
 
 export interface ObjectGetHandlerOptions {
   /** S3_CA_PATH: the CA trusted for an https endpoint instead of the system's (as the SDK's own client has it). */
@@ -139,7 +141,13 @@ export class ObjectBody extends Readable {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
-    this.#socket.destroy();
+    if (this.#complete) {
+      // Bytes left untaken are dropped; reading on lets the store's close arrive.
+      this.#start = this.#end;
+      this.#readOn();
+    } else {
+      this.#abandon();
+    }
     callback(err);
   }
 
@@ -155,7 +163,7 @@ export class ObjectBody extends Readable {
     this.#unreceived -= n;
     this.#start = 0;
     this.#end = n;
-    if (this.#unreceived === 0) this.#socket.destroy();
+    if (this.#unreceived === 0) this.#awaitClose();
     this.#wake();
     if (n === 0) return true;
     // Paused, the store's silence is the reader's doing: no idle timeout meanwhile.
@@ -164,9 +172,28 @@ export class ObjectBody extends Readable {
   }
 
   #readOn(): void {
-    if (this.#unreceived === 0 || this.#socket.destroyed) return;
-    this.#socket.setTimeout(this.#idleTimeoutMs);
+    if (this.#socket.destroyed) return;
+    if (!this.#complete) this.#socket.setTimeout(this.#idleTimeoutMs);
     this.#socket.resume();
+  }
+
+  /**
+   * The whole body is in. The store, told Connection: close, closes first, so the connection's TIME_WAIT is the
+   * store's: a gateway that closed every GET itself would hold one local port per GET for a minute, and enough
+   * downloads a second would use up its ports towards one store. A store that keeps it open is cut after
+   * CLOSE_WAIT_MS.
+   */
+  #awaitClose(): void {
+    this.#socket.setTimeout(0);
+    const timer = setTimeout(() => this.#socket.destroy(), CLOSE_WAIT_MS);
+    this.#socket.once('close', () => clearTimeout(timer));
+  }
+
+  /** Given up before the body's end: a reset where the socket is plain TCP, which leaves no TIME_WAIT either. */
+  #abandon(): void {
+    if (this.#socket.destroyed) return;
+    if (this.#socket instanceof tls.TLSSocket || this.#socket.connecting) this.#socket.destroy();
+    else this.#socket.resetAndDestroy();
   }
 
   #onHeadBytes(n: number): boolean {
@@ -218,7 +245,7 @@ export class ObjectBody extends Readable {
   #fail(err: Error): void {
     if (this.#failure || this.#complete) return;
     this.#failure = err;
-    this.#socket.destroy();
+    this.#abandon();
     this.#rejectResponse(err);
     this.#wake();
   }
