@@ -114,22 +114,27 @@ describe.skipIf(skipS3)('streamed GetObject bodies', () => {
     info = (await new Bucket(s3.settings).head('object.bin'))!;
   });
 
-  it('reads an object byte for byte, whole and from an offset', async () => {
+  it('reads an object byte for byte, whole and from offsets (streamed, and fetched whole near the end)', async () => {
     const bucket = new Bucket(s3.settings);
     const reader = new S3FileReader(bucket, 'object.bin', info);
     expect(sha256(await readAll(reader))).toBe(sha256(content));
     expect(sha256(await readAll(reader, 1_000_001))).toBe(sha256(content.subarray(1_000_001)));
+    // The last 100,000 bytes are fetched whole, on a pooled connection.
+    expect(sha256(await readAll(reader, OBJECT_BYTES - 100_000))).toBe(sha256(content.subarray(OBJECT_BYTES - 100_000)));
     await reader.close();
   });
 
   it('an object replaced after it was opened is not read: the GET is pinned to the opened version (If-Match)', async () => {
     const bucket = new Bucket(s3.settings);
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.settings.bucket, Key: 'replaced.bin', Body: content }));
-    const opened = (await bucket.head('replaced.bin'))!;
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.settings.bucket, Key: 'replaced.bin', Body: randomBytes(OBJECT_BYTES) }));
-    const reader = new S3FileReader(bucket, 'replaced.bin', opened);
-    await expect(readAll(reader)).rejects.toBeInstanceOf(StorageError);
-    await reader.close();
+    // Streamed, and fetched whole (up to 256 KiB).
+    for (const bytes of [OBJECT_BYTES, 100_000]) {
+      await s3.client.send(new PutObjectCommand({ Bucket: s3.settings.bucket, Key: 'replaced.bin', Body: content.subarray(0, bytes) }));
+      const opened = (await bucket.head('replaced.bin'))!;
+      await s3.client.send(new PutObjectCommand({ Bucket: s3.settings.bucket, Key: 'replaced.bin', Body: randomBytes(bytes) }));
+      const reader = new S3FileReader(bucket, 'replaced.bin', opened);
+      await expect(readAll(reader)).rejects.toBeInstanceOf(StorageError);
+      await reader.close();
+    }
   });
 
   it('reads over TLS from an https endpoint whose CA is S3_CA_PATH', async () => {

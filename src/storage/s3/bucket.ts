@@ -122,10 +122,13 @@ export class Bucket {
     return out.Body;
   }
 
-  /** Bytes start..end-1, whole in memory (small ranges only). */
-  async getBytes(key: string, start: number, end: number): Promise<Buffer> {
+  /**
+   * Bytes start..end-1 of the version `etag` names, whole in memory (small ranges only), on a pooled connection:
+   * a connection of its own per request (get()) would add a connect, ~1.5 ms against RGW on loopback, to each.
+   */
+  async getBytes(key: string, etag: string, start: number, end: number, signal?: AbortSignal): Promise<Buffer> {
     const out = await this.#send('GetObject', () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key, Range: `bytes=${start}-${end - 1}` })),
+      this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key, IfMatch: etag, Range: `bytes=${start}-${end - 1}` }), { abortSignal: signal }),
     );
     const bytes = Buffer.from(await out.Body!.transformToByteArray());
     if (bytes.length !== end - start) throw new StorageError('io', undefined, { cause: new Error('S3 GetObject: short range') });

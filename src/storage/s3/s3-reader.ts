@@ -1,15 +1,20 @@
 import { StorageError, type FileReader } from '../storage.js';
 import type { Bucket, ObjectInfo } from './bucket.js';
-import type { ObjectBody } from './object-get-handler.js';
 import { s3StorageError } from './s3-errors.js';
 
 /**
- * Reads an object in order from one streaming GET: a read at the position where the last one ended takes the
- * next bytes of the body; a read elsewhere (a restarted transfer) starts a ranged GET there. Every GET asks for
- * the version that was opened (If-Match): an object replaced meanwhile fails the transfer rather than mixing two.
+ * At most this many bytes from the read position to the end are fetched whole, on a pooled connection; more are
+ * streamed on a connection of their own (object-get-handler.ts). As much as that transport's read buffer.
+ */
+const WHOLE_GET_MAX_BYTES = 256 * 1024;
+
+/**
+ * Reads an object in order from one GET: a read at the position where the last one ended takes the next bytes of
+ * the body; a read elsewhere (a restarted transfer) starts a ranged GET there. Every GET asks for the version that
+ * was opened (If-Match): an object replaced meanwhile fails the transfer rather than mixing two.
  */
 export class S3FileReader implements FileReader {
-  #body: ObjectBody | undefined;
+  #body: Body | undefined;
   #abort = new AbortController();
   /** The position of the next byte the body yields. */
   #position = 0;
@@ -49,7 +54,12 @@ export class S3FileReader implements FileReader {
   async #open(position: number): Promise<void> {
     this.#stop();
     this.#abort = new AbortController();
-    this.#body = await this.bucket.get(this.key, this.info.etag, position, this.#abort.signal);
+    const { key, info } = this;
+    const signal = this.#abort.signal;
+    this.#body =
+      info.size - position <= WHOLE_GET_MAX_BYTES
+        ? bytesBody(await this.bucket.getBytes(key, info.etag, position, info.size, signal))
+        : await this.bucket.get(key, info.etag, position, signal);
     this.#position = position;
   }
 
@@ -58,4 +68,23 @@ export class S3FileReader implements FileReader {
     this.#body?.destroy();
     this.#body = undefined;
   }
+}
+
+/** A GET's body as the reader takes it: an ObjectBody, or bytesBody(). */
+interface Body {
+  readInto(target: Buffer): Promise<number>;
+  destroy(): void;
+}
+
+/** Bytes in memory, read as a body is. */
+function bytesBody(bytes: Buffer): Body {
+  let taken = 0;
+  return {
+    readInto: (target) => {
+      const n = bytes.copy(target, 0, taken);
+      taken += n;
+      return Promise.resolve(n);
+    },
+    destroy: () => undefined,
+  };
 }

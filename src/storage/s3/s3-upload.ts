@@ -103,7 +103,7 @@ export class S3Upload implements UploadTarget {
     const { bytes, source } = this.kept;
     if (bytes === 0 || !source) return;
     if (bytes < MIN_PART_BYTES) {
-      this.#part = await this.bucket.getBytes(source.key, 0, bytes);
+      this.#part = await this.bucket.getBytes(source.key, source.etag, 0, bytes);
       this.#filled = bytes;
       return;
     }
