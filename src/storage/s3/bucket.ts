@@ -216,6 +216,7 @@ export class Bucket {
 
   destroy(): void {
     this.client.destroy();
+    this.#bodies.destroy();
   }
 
   // Keys may hold any character: each component URL-encoded, the slashes kept.

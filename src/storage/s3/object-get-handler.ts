@@ -185,7 +185,7 @@ export class ObjectBody extends Readable {
    */
   #awaitClose(): void {
     this.#socket.setTimeout(0);
-    const timer = setTimeout(() => this.#socket.destroy(), CLOSE_WAIT_MS);
+    const timer = setTimeout(() => this.#socket.destroy(), CLOSE_WAIT_MS).unref();
     this.#socket.once('close', () => clearTimeout(timer));
   }
 
