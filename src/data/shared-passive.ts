@@ -58,8 +58,8 @@ interface Waiting {
 }
 
 /**
- * The requests waiting on one port, indexed the ways a connection looks them up: every connection would otherwise
- * scan all of them (500 sessions through one port: ~7% of the server's CPU went to the scans).
+ * The requests waiting on one port, indexed the ways a connection looks them up. Scanning them all on every
+ * connection and PASV took ~0.5 of 13.6 server CPU-seconds with 500 sessions on one port (npm run load:shared).
  */
 class PortQueue {
   readonly all = new Set<Waiting>();
