@@ -265,31 +265,33 @@ export async function createFile(file, size) {
  * Runs curl (through `sh -c 'curl …; times'`, which also reports curl's CPU time); resolves
  * { speed (bytes/s), bytes, seconds, cpu (curl's user+sys seconds) }. Fails on a non-zero exit or a short transfer.
  */
-export function curl(args, expectBytes, what) {
+export async function curl(args, expectBytes, what) {
+  const fmt = '%{speed_download} %{speed_upload} %{size_download} %{size_upload} %{time_total}\\n';
+  const child = spawn('sh', ['-c', 'curl "$@"; rc=$?; times; exit $rc', 'sh', ...args, '-w', fmt], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const { code, out, err } = await outputOf(child);
+  if (code !== 0) throw new Error(`curl ${what} failed (exit ${code}): ${err.trim()}`);
+  const lines = out.trim().split('\n');
+  const [down, up, sizeDown, sizeUp, total] = lines[0].trim().split(/\s+/).map(Number);
+  // `times`: the shell's own user/sys, then its children's (curl's), as 0m1.234s.
+  const cpu = (lines.at(-1).match(/(\d+)m([\d.]+)s/g) ?? [])
+    .map((t) => /(\d+)m([\d.]+)s/.exec(t))
+    .reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
+  const bytes = Math.max(sizeDown, sizeUp);
+  if (expectBytes !== undefined && bytes !== expectBytes) throw new Error(`curl ${what}: ${bytes} bytes, expected ${expectBytes}`);
+  return { speed: Math.max(down, up), bytes, seconds: total, cpu };
+}
+
+/** A child's whole stdout and stderr: resolves { code, out, err } when it closes; rejects if it cannot start. */
+export function outputOf(child) {
   return new Promise((resolve, reject) => {
-    const fmt = '%{speed_download} %{speed_upload} %{size_download} %{size_upload} %{time_total}\\n';
-    const child = spawn('sh', ['-c', 'curl "$@"; rc=$?; times; exit $rc', 'sh', ...args, '-w', fmt], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
     let out = '';
     let err = '';
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (err += c));
     child.once('error', reject);
-    child.once('close', (code) => {
-      if (code !== 0) return reject(new Error(`curl ${what} failed (exit ${code}): ${err.trim()}`));
-      const lines = out.trim().split('\n');
-      const [down, up, sizeDown, sizeUp, total] = lines[0].trim().split(/\s+/).map(Number);
-      // `times`: the shell's own user/sys, then its children's (curl's), as 0m1.234s.
-      const cpu = (lines.at(-1).match(/(\d+)m([\d.]+)s/g) ?? [])
-        .map((t) => /(\d+)m([\d.]+)s/.exec(t))
-        .reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
-      const bytes = Math.max(sizeDown, sizeUp);
-      if (expectBytes !== undefined && bytes !== expectBytes) {
-        return reject(new Error(`curl ${what}: ${bytes} bytes, expected ${expectBytes}`));
-      }
-      resolve({ speed: Math.max(down, up), bytes, seconds: total, cpu });
-    });
+    child.once('close', (code) => resolve({ code, out, err }));
   });
 }
 

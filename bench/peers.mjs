@@ -64,6 +64,7 @@ import {
   mb,
   median,
   onCleanup,
+  outputOf,
   printTable,
   sleep,
   startServer,
@@ -702,36 +703,28 @@ async function sha256(file) {
 const FORMAT = '%{response_code} %{size_download} %{size_upload} %{time_pretransfer} %{time_total}\\n';
 
 /** Runs one curl process; resolves { transfers: [{ code, down, up, pre, total }], t0, t1 } (ms, performance.now). */
-function curl(server, extraArgs, what, maxTime) {
-  return new Promise((resolve, reject) => {
-    const args = [
-      ...['--ssl-reqd', '-k', '-s', '-S', '--user', `${FTP_USER}:${server.password}`],
-      ...['--max-time', String(maxTime)],
-      ...EXTRA_CURL,
-      ...['-w', FORMAT],
-      ...extraArgs,
-    ];
-    const t0 = performance.now();
-    const child = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    trackChild(child);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      const t1 = performance.now();
-      if (code !== 0) return reject(new Error(`${server.name}: curl ${what} failed (exit ${code}): ${err.trim()}`));
-      const transfers = out
-        .trim()
-        .split('\n')
-        .map((l) => l.trim().split(/\s+/).map(Number))
-        .map(([c, down, up, pre, total]) => ({ code: c, down, up, pre, total }));
-      const bad = transfers.find((t) => t.code !== 226);
-      if (bad) return reject(new Error(`${server.name}: curl ${what}: final reply ${bad.code}, expected 226`));
-      resolve({ transfers, t0, t1 });
-    });
-  });
+async function curl(server, extraArgs, what, maxTime) {
+  const args = [
+    ...['--ssl-reqd', '-k', '-s', '-S', '--user', `${FTP_USER}:${server.password}`],
+    ...['--max-time', String(maxTime)],
+    ...EXTRA_CURL,
+    ...['-w', FORMAT],
+    ...extraArgs,
+  ];
+  const t0 = performance.now();
+  const child = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  trackChild(child);
+  const { code, out, err } = await outputOf(child);
+  const t1 = performance.now();
+  if (code !== 0) throw new Error(`${server.name}: curl ${what} failed (exit ${code}): ${err.trim()}`);
+  const transfers = out
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .map(([c, down, up, pre, total]) => ({ code: c, down, up, pre, total }));
+  const bad = transfers.find((t) => t.code !== 226);
+  if (bad) throw new Error(`${server.name}: curl ${what}: final reply ${bad.code}, expected 226`);
+  return { transfers, t0, t1 };
 }
 
 const url = (server, name) => `ftp://${HOST}:${server.port}/${name}`;

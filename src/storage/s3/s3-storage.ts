@@ -42,8 +42,7 @@ export class S3Storage implements StorageBackend {
     const first = await this.bucket.list({ prefix, delimiter: '/', maxKeys: LIST_PAGE, signal: abort.signal });
     const empty = (first.KeyCount ?? 0) === 0;
     if (empty && p !== ROOT) {
-      // Nothing under it: a file by that name, or nothing at all (a directory exists only with a key under it).
-      throw new StorageError((await this.bucket.head(this.#key(p))) ? 'not-a-directory' : 'not-found');
+      throw await this.#notADirectory(p);
     }
     const bucket = this.bucket;
     const listedAt = new Date();
@@ -115,7 +114,7 @@ export class S3Storage implements StorageBackend {
     const marker = this.#dirPrefix(p);
     const under = await this.bucket.list({ prefix: marker, maxKeys: 2 });
     const keys = (under.Contents ?? []).map((o) => o.Key);
-    if (keys.length === 0) throw new StorageError((await this.bucket.head(this.#key(p))) ? 'not-a-directory' : 'not-found');
+    if (keys.length === 0) throw await this.#notADirectory(p);
     if (keys.some((k) => k !== marker)) throw new StorageError('not-empty');
     await this.bucket.delete(marker);
   }
@@ -178,6 +177,11 @@ export class S3Storage implements StorageBackend {
     const first = under.Contents?.[0];
     if (first === undefined) return undefined;
     return { type: 'dir', mtime: first.Key === this.#dirPrefix(p) && first.LastModified ? first.LastModified : new Date() };
+  }
+
+  /** Why `p`, with no key under it, is no directory: a file by that name, or nothing at all. */
+  async #notADirectory(p: VirtualPath): Promise<StorageError> {
+    return new StorageError((await this.bucket.head(this.#key(p))) ? 'not-a-directory' : 'not-found');
   }
 
   async #file(p: VirtualPath): Promise<ObjectInfo> {
