@@ -28,11 +28,8 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Listens on 127.0.0.1 and hands every connection to `onSocket`; closed after the test. */
 async function listen(onSocket: (socket: net.Socket) => void, server: net.Server = net.createServer()): Promise<number> {
-  server.on('connection', (socket: net.Socket) => {
-    socket.on('error', () => undefined);
-    onSocket(socket);
-  });
-  server.on('secureConnection', (socket: net.Socket) => {
+  // A TLS server also emits 'connection', for the TCP socket under each TLS one.
+  server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
     socket.on('error', () => undefined);
     onSocket(socket);
   });
@@ -186,6 +183,27 @@ describe.skipIf(skipS3)('streamed GetObject bodies', () => {
     // The closes complete within a round trip on loopback.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(timeWaitTowards(port)).toBe(0);
+  });
+
+  it('a reader closed while its GET is on its way leaves no connection open', async () => {
+    const open = new Set<net.Socket>();
+    const relay = relayTo(new URL(s3.settings.endpoint!));
+    const port = await listen((socket) => {
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
+      relay(socket);
+    });
+    const bucket = new Bucket({ ...s3.settings, endpoint: `http://127.0.0.1:${port}` });
+    for (let i = 0; i < 20; i++) {
+      const reader = new S3FileReader(bucket, 'object.bin', info);
+      const reading = reader.read(Buffer.alloc(512 * 1024), 0);
+      // Closed at once, and after a few milliseconds: before and after the response has come.
+      if (i % 2 === 1) await new Promise((resolve) => setTimeout(resolve, 5));
+      await reader.close();
+      await reading.catch(() => undefined);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(open.size).toBe(0);
   });
 
   it('a connection cut in the middle of the body fails the read (451), after the bytes that came', async () => {
