@@ -13,8 +13,9 @@ export const IMAGE_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4'];
 /** The heap limit the Kubernetes manifests' memory limit implies: a process that would need more dies. */
 export const K8S_HEAP_LIMIT = '--max-old-space-size=512';
 
-// A passive range per process, apart from startServer's (20000+) and from other test files running in parallel.
-let nextPasvBase = 40000 + (process.pid % 100) * 100;
+// A passive range per process, apart from startServer's (20000+), from other test files running in parallel, and
+// below the kernel's ephemeral ports (32768+), which the tests' own client sockets take.
+let nextPasvBase = 10000 + (process.pid % 100) * 100;
 
 /** The build under test; FTPS_GATEWAY_MAIN=/other/checkout/dist/main.js runs these tests against another one. */
 export const MAIN = process.env.FTPS_GATEWAY_MAIN ?? fileURLToPath(new URL('../../dist/main.js', import.meta.url));
