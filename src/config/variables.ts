@@ -316,7 +316,9 @@ const limits = {
   // 0: cut running transfers at once.
   SHUTDOWN_GRACE_SECONDS: variable(integer(0, MAX_SECONDS), {
     default: 30,
-    doc: 'after SIGTERM/SIGINT: idle sessions get 421 at once, running transfers may finish this long',
+    doc:
+      'after SIGTERM/SIGINT: idle sessions get 421 at once, running transfers may finish this long (their clients then get ' +
+      '421 at their next command, or 2 s later; QUIT still gets 221)',
   }),
 };
 

@@ -1,6 +1,7 @@
 import type { EventFields } from '../events/event.js';
 import type { EventSink } from '../events/events.js';
 import type net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import type tls from 'node:tls';
 import type { Account, AuthResult, UserStore } from '../auth/user-store.js';
 import type { CommandCatalog, CommandContext, Endpoint, SessionState } from '../commands/context.js';
@@ -45,6 +46,12 @@ export const MAX_BUFFERED_REPLY_BYTES = 256 * 1024;
  * connection slot for ever without ever logging in.
  */
 const LOGIN_DEADLINE_SECONDS = 60;
+/**
+ * A client whose transfer ended during a shutdown may still be finishing it on its side (basic-ftp writing a
+ * download to a slow disk) and would take a 421 arriving then for the transfer's outcome: it hears the 421 in
+ * answer to its next command, or after this pause.
+ */
+const SHUTDOWN_PAUSE_AFTER_TRANSFER_MS = 2_000;
 
 /** The server's count of failed logins per client address (src/server/login-bans.ts). */
 export interface LoginFailures {
@@ -128,6 +135,8 @@ export class Session implements CommandContext {
   /** Fingerprint of the client certificate the control connection presented, told to the auth hook. */
   private clientCertificate: string | undefined;
   private ended = false;
+  /** Set by shutdown(): commands are no longer run (QUIT is), the next one wakes the shutdown. */
+  private shuttingDown: { readonly commandArrived: () => void } | undefined;
   private readonly closedPromise: Promise<void>;
   private resolveClosed!: () => void;
 
@@ -201,11 +210,20 @@ export class Session implements CommandContext {
     this.loginTimer.unref();
   }
 
-  /** Server shutdown: idle sessions get 421 now, a running transfer may finish first. */
+  /** Server shutdown: idle sessions get 421 now; a running transfer may finish first, and its client act on it. */
   async shutdown(): Promise<void> {
     if (this.ended) return;
-    await this.transfer?.done;
+    const commandArrived = new Promise<void>((resolve) => (this.shuttingDown = { commandArrived: resolve }));
+    const transfer = this.transfer;
+    await transfer?.done;
     await Promise.all(this.lingering);
+    if (transfer) {
+      const pause = new AbortController();
+      const paused = delay(SHUTDOWN_PAUSE_AFTER_TRANSFER_MS, undefined, { signal: pause.signal }).catch(() => undefined);
+      await Promise.race([commandArrived, this.closed, paused]);
+      pause.abort();
+    }
+    if (this.ended) return;
     this.channel.send(reply(Code.ServiceNotAvailable, 'Server shutting down, closing control connection'));
     this.channel.close();
     await this.closed;
@@ -267,6 +285,11 @@ export class Session implements CommandContext {
         // An ABOR answered out of band must have replied before the next queued command (e.g. QUIT) runs.
         await this.outOfBandRunning;
         if (this.ended) break;
+        if (this.shuttingDown && next.verb !== 'QUIT') {
+          // Answered by the shutdown's 421.
+          this.shuttingDown.commandArrived();
+          break;
+        }
         await this.execute(next);
       }
     } finally {

@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ftpsLogin } from '../support/ftps-client.js';
 import { loggedIn, RawFtpClient, type FtpReply } from '../support/raw-client.js';
-import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { startServer, TEST_PASSWORD, TEST_USER, withServer, type RunningServer } from '../support/server.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -269,6 +269,78 @@ describe('QUIT during a transfer', () => {
       expect(codes, `round ${i}`).toEqual([426, 226, 221, 'closed']);
     }
     await rm(big);
+  });
+});
+
+describe('server shutdown while a transfer runs', () => {
+  /** A server of the test's own with a 4 MiB file, for `use` to stop while a transfer runs. */
+  const withBigFile = (use: (own: RunningServer) => Promise<void>) =>
+    withServer({ LOG_LEVEL: 'info' }, async (own) => {
+      await writeFile(path.join(own.root, 'big.bin'), randomBytes(4 * 1024 * 1024));
+      await use(own);
+    });
+
+  it('basic-ftp writing a download to a slow disk: the download succeeds, the 421 comes after it', async () => {
+    await withBigFile(async (own) => {
+      const client = await ftpsLogin(own.port, TEST_USER, TEST_PASSWORD);
+      try {
+        let stopping: Promise<void> | undefined;
+        let received = 0;
+        const slowDisk = new Writable({
+          highWaterMark: 64 * 1024,
+          write(chunk: Buffer, _enc, done) {
+            // Shutdown begins while the transfer runs; the last write takes the disk half a second.
+            if (received === 0) stopping = own.server.stop(10_000);
+            received += chunk.length;
+            done();
+          },
+          final(done) {
+            setTimeout(done, 500);
+          },
+        });
+        expect((await client.downloadTo(slowDisk, 'big.bin')).code).toBe(226);
+        expect(received).toBe(4 * 1024 * 1024);
+        await within(10_000, 'shutdown', stopping!);
+      } finally {
+        client.close();
+      }
+    });
+  });
+
+  it('after its transfer a client is answered 221 to QUIT, 421 to any other command (no new transfer starts)', async () => {
+    for (const next of ['QUIT', 'RETR big.bin'] as const) {
+      await withBigFile(async (own) => {
+        const c = await loggedIn(own.port);
+        try {
+          const { data } = await dataConnection(c, 'RETR big.bin');
+          const stopping = own.server.stop(10_000);
+          await new Promise<void>((resolve) => data.on('data', () => undefined).once('close', () => resolve()));
+          expect((await c.read()).code).toBe(226);
+          await sleep(200);
+          expect((await c.send(next)).code, next).toBe(next === 'QUIT' ? 221 : 421);
+          await within(5_000, 'shutdown', stopping);
+        } finally {
+          c.close();
+        }
+      });
+    }
+  });
+
+  it('a client silent after its transfer hears 421 within seconds, long before the grace period ends', async () => {
+    await withBigFile(async (own) => {
+      const c = await loggedIn(own.port);
+      try {
+        const { data } = await dataConnection(c, 'RETR big.bin');
+        const stopping = own.server.stop(30_000);
+        await new Promise<void>((resolve) => data.on('data', () => undefined).once('close', () => resolve()));
+        expect((await c.read()).code).toBe(226);
+        const closing = await c.read(10_000);
+        expect(closing).toMatchObject({ code: 421, text: expect.stringContaining('shutting down') });
+        await within(5_000, 'shutdown', stopping);
+      } finally {
+        c.close();
+      }
+    });
   });
 });
 
