@@ -307,39 +307,35 @@ describe('server shutdown while a transfer runs', () => {
     });
   });
 
+  /**
+   * A raw session's download during which the server begins to stop (with `graceMs`), read to its 226. Returns
+   * the session, to act after its transfer, and the shutdown.
+   */
+  async function downloadWhileStopping(own: RunningServer, graceMs: number): Promise<{ c: RawFtpClient; stopping: Promise<void> }> {
+    const c = await session(own.port);
+    const { data } = await dataConnection(c, 'RETR big.bin');
+    const stopping = own.server.stop(graceMs);
+    await new Promise<void>((resolve) => data.on('data', () => undefined).once('close', () => resolve()));
+    expect((await c.read()).code).toBe(226);
+    return { c, stopping };
+  }
+
   it('after its transfer a client is answered 221 to QUIT, 421 to any other command (no new transfer starts)', async () => {
     for (const next of ['QUIT', 'RETR big.bin'] as const) {
       await withBigFile(async (own) => {
-        const c = await loggedIn(own.port);
-        try {
-          const { data } = await dataConnection(c, 'RETR big.bin');
-          const stopping = own.server.stop(10_000);
-          await new Promise<void>((resolve) => data.on('data', () => undefined).once('close', () => resolve()));
-          expect((await c.read()).code).toBe(226);
-          await sleep(200);
-          expect((await c.send(next)).code, next).toBe(next === 'QUIT' ? 221 : 421);
-          await within(5_000, 'shutdown', stopping);
-        } finally {
-          c.close();
-        }
+        const { c, stopping } = await downloadWhileStopping(own, 10_000);
+        await sleep(200);
+        expect((await c.send(next)).code, next).toBe(next === 'QUIT' ? 221 : 421);
+        await within(5_000, 'shutdown', stopping);
       });
     }
   });
 
   it('a client silent after its transfer hears 421 within seconds, long before the grace period ends', async () => {
     await withBigFile(async (own) => {
-      const c = await loggedIn(own.port);
-      try {
-        const { data } = await dataConnection(c, 'RETR big.bin');
-        const stopping = own.server.stop(30_000);
-        await new Promise<void>((resolve) => data.on('data', () => undefined).once('close', () => resolve()));
-        expect((await c.read()).code).toBe(226);
-        const closing = await c.read(10_000);
-        expect(closing).toMatchObject({ code: 421, text: expect.stringContaining('shutting down') });
-        await within(5_000, 'shutdown', stopping);
-      } finally {
-        c.close();
-      }
+      const { c, stopping } = await downloadWhileStopping(own, 30_000);
+      expect(await c.read(10_000)).toMatchObject({ code: 421, text: expect.stringContaining('shutting down') });
+      await within(5_000, 'shutdown', stopping);
     });
   });
 });
