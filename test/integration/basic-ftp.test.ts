@@ -7,7 +7,8 @@ import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { Client, FileType } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAll, RawFtpClient } from '../support/raw-client.js';
-import { describeEachBackend, startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { describeEachBackend, suiteServer, TEST_PASSWORD, TEST_USER } from '../support/server.js';
+import { ftpsAccess } from '../support/ftps-client.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -41,31 +42,19 @@ afterAll(() => rm(localDir, { recursive: true, force: true }));
 const toSeconds = (d: Date): number => Math.floor(d.getTime() / 1000) * 1000;
 
 describeEachBackend('basic-ftp', (backend) => {
-  let srv: RunningServer;
+  const srv = suiteServer({}, { backend });
   const clients: Client[] = [];
 
   /** The FileZilla way: explicit AUTH TLS, PBSZ 0 / PROT P, data TLS resuming the control session. */
   async function connect(secureOptions: ConnectionOptions = {}): Promise<Client> {
-    const client = new Client(10_000);
+    const { client, welcome } = await ftpsAccess(srv.port, TEST_USER, TEST_PASSWORD, { secureOptions });
     clients.push(client);
-    const welcome = await client.access({
-      host: '127.0.0.1',
-      port: srv.port,
-      user: TEST_USER,
-      password: TEST_PASSWORD,
-      secure: true,
-      secureOptions: { rejectUnauthorized: false, ...secureOptions },
-    });
     expect(welcome.code).toBe(220);
     return client;
   }
 
-  beforeAll(async () => {
-    srv = await startServer({}, { backend });
-  }, 600_000);
-  afterAll(async () => {
+  afterAll(() => {
     for (const c of clients) c.close();
-    await srv.stop();
   });
 
   describe('basic-ftp over explicit FTPS (FileZilla style)', () => {

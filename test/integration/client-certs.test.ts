@@ -14,6 +14,7 @@ import { generate } from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAll, RawFtpClient } from '../support/raw-client.js';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { ftpsAccess } from '../support/ftps-client.js';
 
 interface Credentials {
   readonly cert: string;
@@ -98,21 +99,7 @@ function refusals(srv: RunningServer): Array<Record<string, unknown>> {
 
 /** basic-ftp over implicit TLS, presenting `credentials` (or none). */
 async function implicitClient(srv: RunningServer, credentials?: Credentials): Promise<Client> {
-  const client = new Client(5000);
-  try {
-    await client.access({
-      host: '127.0.0.1',
-      port: srv.port,
-      user: TEST_USER,
-      password: TEST_PASSWORD,
-      secure: 'implicit',
-      secureOptions: { rejectUnauthorized: false, ...credentials },
-    });
-  } catch (err) {
-    client.close();
-    throw err;
-  }
-  return client;
+  return (await ftpsAccess(srv.port, TEST_USER, TEST_PASSWORD, { implicit: true, secureOptions: credentials, timeoutMs: 5000 })).client;
 }
 
 describe('TLS_CLIENT_AUTH=required, explicit (AUTH TLS)', () => {

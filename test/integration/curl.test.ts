@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeEachBackend, startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { commandsOf, describeEachBackend, suiteServer, TEST_PASSWORD, TEST_USER, outcomesOf, transfersOf, type LogEntry, type RunningServer } from '../support/server.js';
 
 const execFileAsync = promisify(execFile);
 const CURL_MISSING = 'curl is not installed; these tests run the real client: apt-get install curl';
@@ -58,20 +58,11 @@ function url(srv: RunningServer, remotePath: string, scheme: 'ftp' | 'ftps' = 'f
   return `${scheme}://127.0.0.1:${srv.port}/${encoded}`;
 }
 
-type LogEntry = Record<string, unknown>;
-
 /** The server's log line for the transfer of `remotePath` (absolute, as the server logs it). */
 function transferOf(srv: RunningServer, remotePath: string): LogEntry {
-  const entries = srv.logs.filter((l) => l.msg === 'transfer' && l.path === remotePath);
+  const entries = transfersOf(srv, remotePath);
   expect(entries, `one transfer of ${remotePath} logged`).toHaveLength(1);
   return entries[0]!;
-}
-
-/** The commands (verb and argument) of the session that logged `entry`, in order. */
-function commandsOf(srv: RunningServer, entry: LogEntry): string[] {
-  return srv.logs
-    .filter((l) => l.session === entry.session && l.msg === 'command')
-    .map((l) => (l.argument === undefined ? String(l.verb) : `${String(l.verb)} ${String(l.argument)}`));
 }
 
 /** The TLS versions curl -v reports, one per handshake (control connection, then each data connection). */
@@ -96,11 +87,7 @@ afterAll(() => rm(work, { recursive: true, force: true }));
 
 describeEachBackend('curl', (backend) => {
   describe('curl, explicit FTPS (AUTH TLS, PROT P)', () => {
-    let srv: RunningServer;
-    beforeAll(async () => {
-      srv = await startServer({}, { backend });
-    }, 600_000);
-    afterAll(() => srv.stop());
+    const srv = suiteServer({}, { backend });
 
     describe.each([
       { tls: 'TLSv1.3', tlsArgs: [] },
@@ -276,18 +263,14 @@ describeEachBackend('curl', (backend) => {
         .map((l) => l.verb);
       expect(verbs).toContain('USER');
       expect(verbs).not.toContain('PASS');
-      expect(srv.logs.filter((l) => l.msg === 'transfer' && l.path === '/secret.txt')).toHaveLength(0);
+      expect(transfersOf(srv, '/secret.txt')).toHaveLength(0);
     });
   });
 
   describe('curl, active mode (PORT/EPRT)', () => {
     // PROT C allowed, so that curl's active mode can be tested on this curl too; a short data timeout for
     // the case where curl never starts TLS on the data connection.
-    let srv: RunningServer;
-    beforeAll(async () => {
-      srv = await startServer({ FTPS_REQUIRE_PROT_P: 'false', DATA_TIMEOUT_SECONDS: '2' }, { backend });
-    }, 600_000);
-    afterAll(() => srv.stop());
+    const srv = suiteServer({ FTPS_REQUIRE_PROT_P: 'false', DATA_TIMEOUT_SECONDS: '2' }, { backend });
 
     it.each([
       { verb: 'EPRT', args: ['--ftp-port', '127.0.0.1'] },
@@ -308,8 +291,8 @@ describeEachBackend('curl', (backend) => {
       expect(down.exitCode, down.stderr).toBe(0);
       expect(sha256(await readFile(back))).toBe(sha256(content));
 
-      const transfers = srv.logs.filter((l) => l.msg === 'transfer' && l.path === `/${name}`);
-      expect(transfers.map((t) => [t.direction, t.result, t.protection])).toEqual([
+      const transfers = transfersOf(srv, `/${name}`);
+      expect(outcomesOf(transfers)).toEqual([
         ['upload', 'ok', 'clear'],
         ['download', 'ok', 'clear'],
       ]);
@@ -344,11 +327,7 @@ describeEachBackend('curl', (backend) => {
   });
 
   describe('curl, implicit FTPS (ftps://)', () => {
-    let srv: RunningServer;
-    beforeAll(async () => {
-      srv = await startServer({ FTPS_IMPLICIT_SSL: 'true' }, { backend });
-    }, 600_000);
-    afterAll(() => srv.stop());
+    const srv = suiteServer({ FTPS_IMPLICIT_SSL: 'true' }, { backend });
 
     it.each([
       { tls: 'TLSv1.3', tlsArgs: [] },
@@ -374,8 +353,8 @@ describeEachBackend('curl', (backend) => {
       expect(down.exitCode, down.stderr).toBe(0);
       expect(sha256(await readFile(back))).toBe(sha256(content));
 
-      const transfers = srv.logs.filter((l) => l.msg === 'transfer' && l.path === `/${name}`);
-      expect(transfers.map((t) => [t.direction, t.result, t.protection])).toEqual([
+      const transfers = transfersOf(srv, `/${name}`);
+      expect(outcomesOf(transfers)).toEqual([
         ['upload', 'ok', 'tls'],
         ['download', 'ok', 'tls'],
       ]);

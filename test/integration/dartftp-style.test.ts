@@ -6,10 +6,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DartStyleClient } from '../support/dart-style-client.js';
 import { readAll } from '../support/raw-client.js';
-import { describeEachBackend, startServer, type RunningServer } from '../support/server.js';
+import { describeEachBackend, suiteServer } from '../support/server.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -23,7 +23,7 @@ const modes: ReadonlyArray<{ mode: 'implicit' | 'explicit'; env: Record<string, 
 
 describeEachBackend('DartFTP-style client', (backend) => {
   describe.each(modes)('$mode control TLS, DATA_IMPLICIT_SSL=true', ({ mode, env }) => {
-    let srv: RunningServer;
+    const srv = suiteServer(env, { backend });
     const clients: DartStyleClient[] = [];
     const connect = async () => {
       const c = await DartStyleClient.connect(srv.port, mode);
@@ -31,12 +31,8 @@ describeEachBackend('DartFTP-style client', (backend) => {
       return c;
     };
 
-    beforeAll(async () => {
-      srv = await startServer(env, { backend });
-    }, 600_000);
-    afterAll(async () => {
+    afterAll(() => {
       for (const c of clients) c.close();
-      await srv.stop();
     });
 
     it('uploads, lists and downloads without PBSZ/PROT, every data connection TLS resuming the session', async () => {

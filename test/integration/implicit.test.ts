@@ -7,6 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { Client, FileType } from 'basic-ftp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { ftpsAccess } from '../support/ftps-client.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -22,16 +23,8 @@ afterAll(async () => {
 });
 
 async function connectImplicit(): Promise<Client> {
-  const client = new Client(10_000);
+  const { client, welcome } = await ftpsAccess(srv.port, TEST_USER, TEST_PASSWORD, { implicit: true });
   clients.push(client);
-  const welcome = await client.access({
-    host: '127.0.0.1',
-    port: srv.port,
-    user: TEST_USER,
-    password: TEST_PASSWORD,
-    secure: 'implicit',
-    secureOptions: { rejectUnauthorized: false },
-  });
   expect(welcome.code).toBe(220);
   return client;
 }

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeEachBackend, startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { commandsOf, describeEachBackend, suiteServer, TEST_PASSWORD, TEST_USER, outcomesOf, transfersOf, type LogEntry, type RunningServer } from '../support/server.js';
 import type { UserTree } from '../support/user-tree.js';
 
 const execFileAsync = promisify(execFile);
@@ -107,11 +107,7 @@ async function snapshotOnServer(tree: UserTree, dir: string): Promise<Record<str
   return result;
 }
 
-type LogEntry = Record<string, unknown>;
-const transfersOf = (srv: RunningServer, remotePath: string): LogEntry[] =>
-  srv.logs.filter((l) => l.msg === 'transfer' && l.path === remotePath);
-const verbsOf = (srv: RunningServer, entry: LogEntry): string[] =>
-  srv.logs.filter((l) => l.session === entry.session && l.msg === 'command').map((l) => String(l.verb));
+const verbsOf = (srv: RunningServer, entry: LogEntry): string[] => commandsOf(srv, entry).map((c) => c.split(' ')[0]!);
 
 beforeAll(async () => {
   lftpHome = await mkdtemp(path.join(os.tmpdir(), 'lftp-home-'));
@@ -131,11 +127,7 @@ describeEachBackend('lftp', (backend) => {
   afterAll(() => rm(work, { recursive: true, force: true }));
 
   describe('lftp, explicit FTPS (ftp:ssl-force, PROT P)', () => {
-    let srv: RunningServer;
-    beforeAll(async () => {
-      srv = await startServer({}, { backend });
-    }, 600_000);
-    afterAll(() => srv.stop());
+    const srv = suiteServer({}, { backend });
 
     it.each([
       { tls: 'TLSv1.3', settings: [] },
@@ -235,11 +227,7 @@ describeEachBackend('lftp', (backend) => {
   });
 
   describe('lftp, implicit FTPS (ftps://)', () => {
-    let srv: RunningServer;
-    beforeAll(async () => {
-      srv = await startServer({ FTPS_IMPLICIT_SSL: 'true' }, { backend });
-    }, 600_000);
-    afterAll(() => srv.stop());
+    const srv = suiteServer({ FTPS_IMPLICIT_SSL: 'true' }, { backend });
 
     it('puts, lists and gets a file', async () => {
       const content = randomBytes(250_000);
@@ -254,7 +242,7 @@ describeEachBackend('lftp', (backend) => {
       expect(sha256(await readFile(path.join(work, 'implicit-back.bin')))).toBe(sha256(content));
       expect(r.stdout).toMatch(/\s250000 .*on-server\.bin\n/);
       const transfers = transfersOf(srv, '/on-server.bin');
-      expect(transfers.map((t) => [t.direction, t.result, t.protection])).toEqual([
+      expect(outcomesOf(transfers)).toEqual([
         ['upload', 'ok', 'tls'],
         ['download', 'ok', 'tls'],
       ]);

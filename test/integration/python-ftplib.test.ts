@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServerProcess } from '../support/server-process.js';
-import { startServer, TEST_PASSWORD, TEST_USER, type RunningServer } from '../support/server.js';
+import { startServer, TEST_PASSWORD, TEST_USER, outcomesOf, transfersOf, type RunningServer } from '../support/server.js';
 
 const execFileAsync = promisify(execFile);
 const PYTHON_MISSING = 'python3 is not installed; these tests run Python ftplib: apt-get install python3';
@@ -286,7 +286,7 @@ describe('Python ftplib, default server (TLS_REQUIRE_SESSION_REUSE=true)', () =>
       expect(attempt.final).toMatch(REFUSED);
       expect(attempt.data).toBe('');
     }
-    expect(srv.logs.filter((l) => l.msg === 'transfer' && l.path === `/${name}`)).toMatchObject([
+    expect(transfersOf(srv, `/${name}`)).toMatchObject([
       { result: 'failed', bytes: 0 },
       { result: 'failed', bytes: 0 },
     ]);
@@ -310,8 +310,8 @@ describe('Python ftplib, TLS_REQUIRE_SESSION_REUSE=false', () => {
     expect(result).toMatchObject({ stored: expect.stringMatching(/^226/), retrieved: expect.stringMatching(/^226/) });
     expect((await readFile(path.join(srv.root, 'stock.bin'))).equals(content)).toBe(true);
     expect(result.sha256).toBe(sha256(content));
-    const transfers = srv.logs.filter((l) => l.msg === 'transfer' && l.path === '/stock.bin');
-    expect(transfers.map((t) => [t.direction, t.result, t.protection])).toEqual([
+    const transfers = transfersOf(srv, '/stock.bin');
+    expect(outcomesOf(transfers)).toEqual([
       ['upload', 'ok', 'tls'],
       ['download', 'ok', 'tls'],
     ]);

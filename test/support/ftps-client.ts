@@ -1,16 +1,45 @@
 import { Writable } from 'node:stream';
-import { Client } from 'basic-ftp';
+import type { ConnectionOptions } from 'node:tls';
+import { Client, type FTPResponse } from 'basic-ftp';
 
-/** basic-ftp over explicit FTPS (AUTH TLS, PBSZ 0, PROT P), logged in; rejects with the FTPError of a refused login. */
-export async function ftpsLogin(port: number, user: string, password: string, timeoutMs = 10_000): Promise<Client> {
-  const client = new Client(timeoutMs);
+export interface FtpsAccessOptions {
+  /** Implicit TLS (TLS from the first byte) instead of AUTH TLS. */
+  readonly implicit?: boolean;
+  /** Added to `rejectUnauthorized: false`: a TLS version range, a client certificate. */
+  readonly secureOptions?: ConnectionOptions;
+  readonly timeoutMs?: number;
+}
+
+/**
+ * basic-ftp logged in over FTPS (explicit: AUTH TLS, PBSZ 0, PROT P, as FileZilla), with the server's greeting;
+ * rejects with the FTPError of a refused login, the client closed.
+ */
+export async function ftpsAccess(
+  port: number,
+  user: string,
+  password: string,
+  o: FtpsAccessOptions = {},
+): Promise<{ client: Client; welcome: FTPResponse }> {
+  const client = new Client(o.timeoutMs ?? 10_000);
   try {
-    await client.access({ host: '127.0.0.1', port, user, password, secure: true, secureOptions: { rejectUnauthorized: false } });
-    return client;
+    const welcome = await client.access({
+      host: '127.0.0.1',
+      port,
+      user,
+      password,
+      secure: o.implicit ? 'implicit' : true,
+      secureOptions: { rejectUnauthorized: false, ...o.secureOptions },
+    });
+    return { client, welcome };
   } catch (err) {
     client.close();
     throw err;
   }
+}
+
+/** basic-ftp over explicit FTPS, logged in. */
+export async function ftpsLogin(port: number, user: string, password: string, timeoutMs?: number): Promise<Client> {
+  return (await ftpsAccess(port, user, password, { timeoutMs })).client;
 }
 
 /** A remote file's content as UTF-8 text. */

@@ -7,11 +7,14 @@ import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createServer } from '../../src/server/create-server.js';
 import type { FtpServer } from '../../src/server/ftp-server.js';
-import { describe } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { localTree, STORAGE_BACKENDS, type BackendName, type UserTree } from './user-tree.js';
 
 export const TEST_USER = 'alice';
 export const TEST_PASSWORD = 'correct horse battery staple';
+
+/** A log line the server wrote, parsed. */
+export type LogEntry = Record<string, unknown>;
 
 export interface RunningServer {
   readonly port: number;
@@ -22,7 +25,7 @@ export interface RunningServer {
   readonly config: Config;
   readonly server: FtpServer;
   /** Every log line the server wrote, parsed. */
-  readonly logs: Array<Record<string, unknown>>;
+  readonly logs: LogEntry[];
   stop(): Promise<void>;
 }
 
@@ -122,10 +125,40 @@ export async function withServer<T>(
   }
 }
 
+/** The first S3 server of a run waits for the RGW image to build. */
+const SERVER_START_TIMEOUT_MS = 600_000;
+
+/**
+ * The server of the enclosing suite: started before its tests, stopped after them. The object returned is filled
+ * in once the server has started, so the suite's tests use it as they would `await startServer(env, o)`.
+ */
+export function suiteServer(env: Record<string, string> = {}, o: StartOptions = {}): RunningServer {
+  const srv = {} as RunningServer;
+  beforeAll(async () => {
+    Object.assign(srv, await startServer(env, o));
+  }, SERVER_START_TIMEOUT_MS);
+  afterAll(async () => {
+    if ('stop' in srv) await srv.stop();
+  });
+  return srv;
+}
+
+/** The `transfer` log lines of `remotePath` (`/name`, from the user's root), in order. */
+export const transfersOf = (srv: RunningServer, remotePath: string): LogEntry[] =>
+  srv.logs.filter((l) => l.msg === 'transfer' && l.path === remotePath);
+
+/** Direction, result and protection of each transfer log line: what most client tests assert. */
+export const outcomesOf = (transfers: LogEntry[]): unknown[][] => transfers.map((t) => [t.direction, t.result, t.protection]);
+
+/** The commands (verb and argument) of the session that logged `entry`, in order. */
+export const commandsOf = (srv: RunningServer, entry: LogEntry): string[] =>
+  srv.logs
+    .filter((l) => l.session === entry.session && l.msg === 'command')
+    .map((l) => (l.argument === undefined ? String(l.verb) : `${String(l.verb)} ${String(l.argument)}`));
+
 /**
  * The suite `body` once per storage backend (`title [local storage]`, `title [s3 storage]`); it starts its servers
- * with `startServer(env, { backend })` and checks files through `srv.tree`. Give a beforeAll that starts an s3 server
- * 600 s: the first one in a run waits for the RGW image to build.
+ * with `suiteServer(env, { backend })` and checks files through `srv.tree`.
  */
 export function describeEachBackend(title: string, body: (backend: BackendName) => void): void {
   for (const { backend, skip } of STORAGE_BACKENDS) describe.skipIf(skip)(`${title} [${backend} storage]`, () => body(backend));
