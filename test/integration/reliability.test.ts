@@ -331,6 +331,29 @@ describe('server shutdown while a transfer runs', () => {
     }
   });
 
+  it('a client pipelining 1,000 commands behind its transfer, never reading: none runs, one 421, closed; the shutdown ends', async () => {
+    await withBigFile(async (own) => {
+      const c = await session(own.port);
+      const { data } = await dataConnection(c, 'RETR big.bin');
+      // Queued behind the transfer (reading pauses at 32): each would delete the file or open a new data channel.
+      c.writeRaw('DELE big.bin\r\nEPSV\r\nRETR big.bin\r\n'.repeat(333) + 'NOOP\r\n');
+      const stopping = own.server.stop(30_000);
+      await new Promise<void>((resolve) => data.on('data', () => undefined).once('close', () => resolve()));
+      await within(5_000, 'shutdown', stopping);
+      const codes: Array<number | string> = [];
+      for (;;) {
+        try {
+          codes.push((await c.read(5000)).code);
+        } catch (err) {
+          codes.push(String(err).includes('closed') ? 'closed' : 'no reply');
+          break;
+        }
+      }
+      expect(codes).toEqual([226, 421, 'closed']);
+      expect((await stat(path.join(own.root, 'big.bin'))).size).toBe(4 * 1024 * 1024);
+    });
+  });
+
   it('a client silent after its transfer hears 421 within seconds, long before the grace period ends', async () => {
     await withBigFile(async (own) => {
       const { c, stopping } = await downloadWhileStopping(own, 30_000);
