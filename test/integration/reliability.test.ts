@@ -73,6 +73,19 @@ async function dataConnection(c: RawFtpClient, command: string): Promise<{ raw: 
   return { raw, data };
 }
 
+/** The codes of every reply until the connection closes ('closed'), or until none comes for 5 s ('no reply'). */
+async function codesUntilClosed(c: RawFtpClient): Promise<Array<number | string>> {
+  const codes: Array<number | string> = [];
+  for (;;) {
+    try {
+      codes.push((await c.read(5000)).code);
+    } catch (err) {
+      codes.push(String(err).includes('closed') ? 'closed' : 'no reply');
+      return codes;
+    }
+  }
+}
+
 /** The bytes of a listing command (LIST/NLST/MLSD) and its final reply. */
 async function listing(c: RawFtpClient, command: string): Promise<{ text: string; final: FtpReply }> {
   const { data } = await dataConnection(c, command);
@@ -256,15 +269,7 @@ describe('QUIT during a transfer', () => {
       // The server is now blocked on a client that does not read: the transfer runs until ABOR.
       data.pause();
       c.writeRaw('QUIT\r\nABOR\r\n');
-      const codes: Array<number | string> = [];
-      for (;;) {
-        try {
-          codes.push((await c.read(5000)).code);
-        } catch (err) {
-          codes.push(String(err).includes('closed') ? 'closed' : 'no reply');
-          break;
-        }
-      }
+      const codes = await codesUntilClosed(c);
       data.destroy();
       expect(codes, `round ${i}`).toEqual([426, 226, 221, 'closed']);
     }
@@ -340,15 +345,7 @@ describe('server shutdown while a transfer runs', () => {
       const stopping = own.server.stop(30_000);
       await new Promise<void>((resolve) => data.on('data', () => undefined).once('close', () => resolve()));
       await within(5_000, 'shutdown', stopping);
-      const codes: Array<number | string> = [];
-      for (;;) {
-        try {
-          codes.push((await c.read(5000)).code);
-        } catch (err) {
-          codes.push(String(err).includes('closed') ? 'closed' : 'no reply');
-          break;
-        }
-      }
+      const codes = await codesUntilClosed(c);
       expect(codes).toEqual([226, 421, 'closed']);
       expect((await stat(path.join(own.root, 'big.bin'))).size).toBe(4 * 1024 * 1024);
     });
